@@ -1,0 +1,1 @@
+"""Codecs: keypoints <-> targets (MSRA/UDP heatmaps with DARK decoding, SimCC, regression)."""
