@@ -1,0 +1,1 @@
+"""Models: timm backbones + heads (top-down), imported MediaPipe networks, checkpoint loading."""
