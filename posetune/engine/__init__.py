@@ -1,0 +1,1 @@
+"""Training engine on Lightning: module, optimisers/schedules, freezing, callbacks, fit."""
