@@ -125,3 +125,14 @@ def test_shipped_presets_validate():
     assert presets, "posetune ships config presets in configs/"
     for name, path in presets:
         load_config(path)  # raises on any invalid preset
+
+
+def test_config_reference_doc_is_up_to_date():
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("gen_config_docs", root / "tools" / "gen_config_docs.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    text = (root / "docs" / "configs.md").read_text(encoding="utf-8")
+    assert mod.reference() in text, "run: python tools/gen_config_docs.py"
