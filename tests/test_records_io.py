@@ -52,3 +52,15 @@ def test_read_json_errors_name_line(tmp_path):
     assert f"{p}:2:" in str(e.value)
     with pytest.raises(DataError, match="not found"):
         read_json(tmp_path / "missing.json")
+
+
+def test_atomic_write_uses_umask_permissions(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        p = write_json_atomic(tmp_path / "x.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o644
