@@ -66,7 +66,9 @@ def main(argv: list[str] | None = None) -> None:
     except PosetuneError as e:
         if debug:
             raise
-        err.print(f"[bold red]error:[/] {e}", markup=True, highlight=False)
+        from rich.markup import escape
+
+        err.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, highlight=False)
         sys.exit(2)
     except click.exceptions.Abort:
         err.print("aborted")

@@ -84,8 +84,15 @@ def build_components(cfg: Config, datamodule: Any = None, model: Any = None):
     return dm, model, loss
 
 
+def quiet_lightning() -> None:
+    """Lightning's banner lines (GPU available..., tips) are noise in a CLI; warnings stay."""
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero",
+                 "lightning.pytorch.accelerators.cuda"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def make_trainer(cfg: Config, run_dir: Path, callbacks: Sequence[L.Callback], progress: bool = True,
-                 logger: bool = True) -> L.Trainer:
+                 logger: bool = True, batches_per_epoch: int | None = None) -> L.Trainer:
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
     from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -125,7 +132,7 @@ def make_trainer(cfg: Config, run_dir: Path, callbacks: Sequence[L.Callback], pr
         deterministic=True if t.deterministic else None,
         callbacks=cbs,
         logger=loggers,
-        log_every_n_steps=t.log_every,
+        log_every_n_steps=max(1, min(t.log_every, batches_per_epoch or t.log_every)),
         check_val_every_n_epoch=max(1, t.validate_every),
         limit_val_batches=(t.limit_val_batches if validating else 0) if t.limit_val_batches is not None else
         (None if validating else 0),
@@ -158,6 +165,7 @@ def train(cfg: Config, *, datamodule: Any = None, model: Any = None, extra_callb
         raise ConfigError("early stopping monitors a validation metric but validation is off",
                           where="config key train.early_stop.monitor",
                           hint="set train.validate_every=1 or monitor train_loss_epoch")
+    quiet_lightning()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.train.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -182,7 +190,9 @@ def train(cfg: Config, *, datamodule: Any = None, model: Any = None, extra_callb
     t0 = time.perf_counter()
     current = cfg
     while True:
-        trainer = make_trainer(current, run_dir, [metrics_cb, overfit_cb, *extra_callbacks], progress=progress)
+        batches = -(-len(dm.train_set) // current.data.batch_size)
+        trainer = make_trainer(current, run_dir, [metrics_cb, overfit_cb, *extra_callbacks], progress=progress,
+                               batches_per_epoch=batches)
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
