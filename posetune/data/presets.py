@@ -139,9 +139,16 @@ HAND21 = KeypointSpec.from_names(HAND21_MMPOSE_NAMES, name="hand21", skeleton=HA
 MEDIAPIPE_FACE468 = KeypointSpec(name="mediapipe_face468", keypoints=tuple(f"face_{i}" for i in range(468)),
                                  sigmas=(0.01,) * 468, can_flip=False)
 
+# ----------------------------------------------------------------------------- top-view rodent (DeepLabCut names)
+MOUSE4 = KeypointSpec.from_names(
+    ("snout", "leftear", "rightear", "tailbase"), name="mouse4",
+    skeleton=(("snout", "leftear"), ("snout", "rightear"), ("leftear", "rightear"),
+              ("leftear", "tailbase"), ("rightear", "tailbase")),
+)
+
 PRESETS: dict[str, KeypointSpec] = {
     s.name: s for s in (COCO17, COCO_WHOLEBODY133, MPII16, MEDIAPIPE_POSE33, MEDIAPIPE_HAND21, HAND21,
-                        MEDIAPIPE_FACE468)
+                        MEDIAPIPE_FACE468, MOUSE4)
 }
 ALIASES = {
     "coco": "coco17",
@@ -156,4 +163,5 @@ ALIASES = {
     "mediapipe_face": "mediapipe_face468",
     "hand": "hand21",
     "onehand10k": "hand21",
+    "mouse": "mouse4",
 }

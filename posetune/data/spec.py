@@ -255,7 +255,7 @@ class KeypointSpec:
 def _matching_preset(names: Sequence[str]) -> KeypointSpec | None:
     from posetune.data import presets
 
-    for spec in presets.PRESETS.values():
+    for spec in getattr(presets, "PRESETS", {}).values():  # empty while presets.py itself loads
         if list(spec.keypoints) == list(names):
             return spec
     return None

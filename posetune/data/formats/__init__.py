@@ -44,6 +44,10 @@ def detect_format(path: str | Path) -> str:
     path = Path(path)
     if not path.exists():
         raise DataError("path not found", where=path, hint="check the path to your labels")
+    if path.is_file() and path.suffix.lower() == ".json":
+        from posetune.io_utils import read_json
+
+        read_json(path)  # malformed JSON: report file:line:col rather than "unknown format"
     for name in FORMAT_NAMES:
         try:
             if format_module(name).detect(path):

@@ -1,0 +1,1 @@
+"""Inference: predictors, detectors, video, drawing, smoothing and tracking."""
