@@ -52,3 +52,44 @@ def keypoint_dataset(tmp_path: Path):
         ImageRecord("empty.png", 32, 32, [], id=3),
     ]
     return KeypointDataset(spec=spec, images=images, root=root, categories=["toy"])
+
+
+#: MediaPipe release whose models the mediapipe tests use
+MEDIAPIPE_VERSION = "0.10.21"
+#: a wheel downloaded beforehand on a developer machine (optional: CI fetches with pip)
+_LOCAL_MEDIAPIPE_WHEEL = Path("/tmp/mpwheel/mediapipe-0.10.21-cp311-cp311-manylinux_2_28_x86_64.whl")
+
+
+@pytest.fixture(scope="session")
+def mediapipe_cache(request, tmp_path_factory) -> Path:
+    """A posetune cache root holding verified MediaPipe 0.10.21 ``.tflite`` models.
+
+    Reuses ``$POSETUNE_CACHE`` / ``~/.cache/posetune`` or the pytest cache when they already hold
+    valid models; otherwise fills the pytest cache once, from a local wheel when one exists, else
+    with a real ``posetune weights fetch mediapipe`` (pip download, ~10-20 s).
+    """
+    import os
+    import subprocess
+    import sys
+
+    from posetune.errors import CheckpointError
+    from posetune.models.hub import cache_root
+    from posetune.models.mediapipe.fetch import fetch_mediapipe, verify_mediapipe_models
+
+    cache = getattr(request.config, "cache", None)
+    store = Path(cache.mkdir("posetune_mediapipe")) if cache is not None else tmp_path_factory.mktemp("mediapipe")
+    for root in (cache_root(), store):
+        try:
+            verify_mediapipe_models(MEDIAPIPE_VERSION, cache=root)
+            return root
+        except CheckpointError:
+            pass
+    if _LOCAL_MEDIAPIPE_WHEEL.is_file():
+        fetch_mediapipe(wheel=_LOCAL_MEDIAPIPE_WHEEL, cache=store, force=True)
+    else:
+        r = subprocess.run([sys.executable, "-m", "posetune.cli.main", "weights", "fetch", "mediapipe",
+                            "--version", MEDIAPIPE_VERSION, "--force"], capture_output=True, text=True,
+                           env={**os.environ, "POSETUNE_CACHE": str(store)})
+        assert r.returncode == 0, r.stderr
+    verify_mediapipe_models(MEDIAPIPE_VERSION, cache=store)
+    return store
