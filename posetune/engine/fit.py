@@ -116,6 +116,15 @@ def make_trainer(cfg: Config, run_dir: Path, callbacks: Sequence[L.Callback], pr
     if progress and t.progress:
         cbs.append(RichProgressBar(leave=True))
     accelerator = {"cuda": "gpu"}.get(t.accelerator, t.accelerator)
+    strategy = t.strategy
+    if strategy in ("ddp", "ddp_spawn"):
+        if t.unfreeze.every > 0:
+            raise ConfigError("gradual unfreezing cannot be combined with DDP: DDP only synchronises parameters "
+                              "that were trainable when it started", where="config key train.unfreeze.every",
+                              hint="unfreeze in a single-device run, or train with all layers trainable")
+        if cfg.model.type == "mediapipe":
+            # the imported graphs' auxiliary outputs (heatmaps, mask, world landmarks) get no loss
+            strategy = f"{strategy}_find_unused_parameters_true"
     loggers: Any = [TensorBoardLogger(save_dir=str(run_dir), name="tb", version="")] if logger else False
     kwargs: dict[str, Any] = dict(
         default_root_dir=str(run_dir),
@@ -124,7 +133,7 @@ def make_trainer(cfg: Config, run_dir: Path, callbacks: Sequence[L.Callback], pr
         accelerator=accelerator,
         devices=t.devices,
         num_nodes=t.num_nodes,
-        strategy=t.strategy,
+        strategy=strategy,
         precision=precision_for(cfg),
         accumulate_grad_batches=t.accumulate,
         gradient_clip_val=t.clip_grad,
