@@ -57,3 +57,13 @@ def test_console_script_installed(tmp_path):
     exe = [sys.executable, "-m", "posetune.cli.main"]
     r = subprocess.run([*exe, "config", "show", str(tmp_path / "missing.yaml")], capture_output=True, text=True)
     assert r.returncode == 2 and "not found" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_worker_error_keeps_only_the_original_message():
+    from posetune.cli.main import user_message
+    from posetune.errors import DataError
+
+    wrapped = DataError("Caught DataError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
+                        '  File "x.py", line 1, in f\nposetune.errors.DataError: a.jpg: cannot decode image — replace it')
+    assert user_message(wrapped) == "a.jpg: cannot decode image — replace it"
+    assert user_message(DataError("bad", where="f.json", hint="fix")) == "f.json: bad — fix"

@@ -227,12 +227,18 @@ def show(
     n: int = typer.Option(16, "--n", help="Number of images to draw."),
     names: bool = typer.Option(False, "--names", help="Write keypoint names next to the points."),
     pick: str = typer.Option("even", "--pick", help="even (spread over the dataset) or random."),
-    seed: int = typer.Option(0, "--seed", help="Seed for --pick random."),
+    seed: int = typer.Option(0, "--seed", help="Seed for --pick random and the --augment draws."),
     from_: str = FROM,
     image_root: Optional[Path] = IMAGE_ROOT,
     spec: Optional[str] = SPEC,
+    augment: bool = typer.Option(False, "--augment", help="Draw augmented training crops (what the model sees) "
+                                                          "of --n instances instead of the labelled images."),
+    variants: int = typer.Option(5, "--variants", help="With --augment: augmented crops per instance."),
+    config: Optional[Path] = typer.Option(None, "--config", help="With --augment: run config whose data.augment, "
+                                                                 "data.bbox_padding and model.codec are used."),
 ) -> None:
-    """Draw the labels (skeleton, visibility, boxes) on some images; save PNGs and a contact sheet grid.png."""
+    """Draw the labels (skeleton, visibility, boxes) on some images; save PNGs and a contact sheet grid.png.
+    With --augment: draw augmented training crops of some instances instead."""
     from posetune.data.images import save_image
     from posetune.inference.visualize import draw_grid
 
@@ -241,6 +247,9 @@ def show(
     ds = _read(src, from_, image_root, spec)
     if not ds.images:
         raise DataError("the dataset has no images", where=src, hint="check the label file")
+    if augment:
+        _show_augmented(ds, src, out_dir, n=n, variants=variants, config=config, pick=pick, seed=seed, names=names)
+        return
     drawn, titles, notes = [], [], 0
     for k, i in enumerate(pick_indices(len(ds.images), n, pick, seed)):
         rec = ds.images[i]
@@ -257,6 +266,59 @@ def show(
               f"(contact sheet: {escape(str(grid_path))})")
     if notes:
         err.print(f"[yellow]{notes} image(s) could not be read and were drawn on a grey placeholder[/]")
+
+
+def _show_augmented(ds: "KeypointDataset", src: Path, out_dir: Path, *, n: int, variants: int,
+                    config: Optional[Path], pick: str, seed: int, names: bool) -> None:
+    """``data show --augment``: per instance, one row of the deterministic crop and ``variants``
+    augmented crops (augmentation ``[seed, variant, instance]``), keypoints drawn on top."""
+    import numpy as np
+
+    from posetune.config import load_config
+    from posetune.data.images import save_image
+    from posetune.data.records import Instance
+    from posetune.data.transforms import TopDownTransform, usable_box
+    from posetune.inference.visualize import draw_grid, draw_instances
+
+    if variants < 1:
+        raise DataError(f"--variants must be at least 1, got {variants}", where="--variants")
+    cfg = load_config(config)
+    input_size, use_udp = cfg.model.codec.input_size, cfg.model.codec.type == "udp"
+    kw = dict(spec=ds.spec, use_udp=use_udp, bbox_padding=cfg.data.bbox_padding)
+    plain = TopDownTransform(cfg.data.augment, input_size, train=False, **kw)
+    train = TopDownTransform(cfg.data.augment, input_size, train=True, **kw)
+    samples = [(i, j) for i, rec in enumerate(ds.images) for j, inst in enumerate(rec.instances)
+               if not inst.iscrowd and usable_box(inst) is not None]
+    if not samples:
+        raise DataError("no instance with a box or labelled keypoints to crop", where=src,
+                        hint="check the labels with `posetune data check`")
+    rows, titles = [], []
+    for k, s_idx in enumerate(pick_indices(len(samples), n, pick, seed)):
+        i, j = samples[s_idx]
+        rec = ds.images[i]
+        image, instances, note = load_sample(ds, rec)
+        inst = instances[j]
+        crops, row_titles = [], []
+        for v in range(variants + 1):
+            tf = plain if v == 0 else train
+            s = tf(image, inst.keypoints, usable_box(inst), np.random.default_rng([seed, v, s_idx]))
+            order = ds.spec.flip_index if s.flipped else np.arange(ds.spec.num_keypoints)
+            vis = np.where(s.weights > 0, inst.keypoints[order, 2], 0)
+            crops.append(draw_instances(s.image, [Instance(np.c_[s.keypoints, vis])], ds.spec, draw_names=names,
+                                        draw_boxes=False))
+            flags = [f for f, on in (("flip", s.flipped), ("half", s.half_body)) if on]
+            if v and abs(s.rotation) >= 1:
+                flags.append(f"rot {s.rotation:.0f}")
+            row_titles.append("crop" + (f" ({note})" if note else "") if v == 0 else " ".join(flags) or f"aug {v}")
+        strip = draw_grid(crops, ncols=len(crops), titles=row_titles)
+        stem = Path(rec.file_name).stem or f"image{i}"
+        save_image(out_dir / f"{k:03d}_{stem}_{j}.png", strip)
+        rows.extend(crops)
+        titles.extend(f"{rec.file_name} #{j}" if v == 0 else t for v, t in enumerate(row_titles))
+    grid_path = save_image(out_dir / "grid.png", draw_grid(rows, ncols=variants + 1, titles=titles))
+    out.print(f"drew {len(rows) // (variants + 1)} of {len(samples)} instances with {variants} augmented crops each "
+              f"({input_size[0]}x{input_size[1]}) into {escape(str(out_dir))} "
+              f"(contact sheet: {escape(str(grid_path))})")
 
 
 @app.command("synth")

@@ -57,6 +57,17 @@ predict_cmd.register(app)
 demo_cmd.register(app)
 
 
+def user_message(e: PosetuneError) -> str:
+    """The one-line message of a user error. Errors re-raised by a DataLoader worker carry the
+    worker's traceback in their text: keep only the original message (its last line)."""
+    text = str(e)
+    if "Original Traceback" in text:
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        _, sep, msg = last.partition(f"{type(e).__name__}: ")
+        text = msg if sep else last
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: user errors become one line on stderr and exit status 2."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -68,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
             raise
         from rich.markup import escape
 
-        err.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, highlight=False)
+        err.print(f"[bold red]error:[/] {escape(user_message(e))}", markup=True, highlight=False)
         sys.exit(2)
     except click.exceptions.Abort:
         err.print("aborted")
