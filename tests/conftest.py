@@ -93,3 +93,18 @@ def mediapipe_cache(request, tmp_path_factory) -> Path:
         assert r.returncode == 0, r.stderr
     verify_mediapipe_models(MEDIAPIPE_VERSION, cache=store)
     return store
+
+
+@pytest.fixture()
+def torch_single_thread():
+    """Run a test with one torch intra-op thread (restored afterwards).
+
+    For small models on the shared 2-core machine a second thread mostly spin-waits: measured
+    test_models.py at 25 s single-threaded vs 104 s with two threads under load.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

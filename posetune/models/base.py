@@ -27,6 +27,9 @@ class KeypointModel(nn.Module):
     :meth:`stages`; they set ``self.spec``, ``self.codec`` and call ``super().__init__``.
     """
 
+    # TorchScript must not compile the property that reads the (Python) codec
+    __jit_unused_properties__ = ["input_size"]
+
     def __init__(self, spec: KeypointSpec, codec: Codec, mean: Sequence[float] = IMAGENET_MEAN,
                  std: Sequence[float] = IMAGENET_STD):
         super().__init__()
