@@ -1,9 +1,18 @@
-"""Training curves (matplotlib, headless)."""
+"""Training curves (matplotlib, headless): losses, 0–1 accuracy metrics, pixel errors."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+#: metrics in [0, 1], higher is better
+RATIO_METRICS = ("val_AP", "val_AP50", "val_AR", "val_PCK@0.05", "val_PCK@0.1", "val_AUC")
+#: errors in pixels (or normalised), lower is better
+ERROR_METRICS = ("val_EPE", "val_RMSE", "val_NME")
+
+
+def _series(rows: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
+    return [(r["epoch"], r[key]) for r in rows if r.get(key) is not None]
 
 
 def plot_curves(rows: list[dict[str, Any]], path: str | Path) -> Path:
@@ -14,31 +23,29 @@ def plot_curves(rows: list[dict[str, Any]], path: str | Path) -> Path:
 
     from posetune.io_utils import atomic_path
 
-    epochs = [r["epoch"] for r in rows]
-    metric_keys = [k for k in rows[-1] if k.startswith("val_") and k != "val_loss"
-                   and any(r.get(k) is not None for r in rows)]
-    ncols = 2 if metric_keys else 1
-    fig, axes = plt.subplots(1, ncols, figsize=(6 * ncols, 4), squeeze=False)
-    ax = axes[0][0]
-    for key, label in (("train_loss", "train loss"), ("val_loss", "val loss")):
-        pts = [(e, r[key]) for e, r in zip(epochs, rows) if r.get(key) is not None]
-        if pts:
-            ax.plot(*zip(*pts), marker="o", label=label)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
-    ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    if metric_keys:
-        ax2 = axes[0][1]
-        for key in metric_keys:
-            pts = [(e, r[key]) for e, r in zip(epochs, rows) if r.get(key) is not None]
+    panels: list[tuple[str, list[tuple[str, str]], bool]] = [
+        ("loss", [("train_loss", "train loss"), ("val_loss", "val loss")], True)]
+    ratios = [(k, k.removeprefix("val_")) for k in RATIO_METRICS if _series(rows, k)]
+    errors = [(k, k.removeprefix("val_") + (" (px)" if k != "val_NME" else "")) for k in ERROR_METRICS
+              if _series(rows, k)]
+    if ratios:
+        panels.append(("validation accuracy", ratios, False))
+    if errors:
+        panels.append(("validation error", errors, False))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for ax, (ylabel, keys, log) in zip(axes[0], panels):
+        for key, label in keys:
+            pts = _series(rows, key)
             if pts:
-                ax2.plot(*zip(*pts), marker="o", label=key.removeprefix("val_"))
-        ax2.set_xlabel("epoch")
-        ax2.set_ylabel("validation metric")
-        ax2.grid(alpha=0.3)
-        ax2.legend(fontsize=8)
+                ax.plot(*zip(*pts), marker="o", label=label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        if log and all(v > 0 for key, _ in keys for _, v in _series(rows, key)):
+            ax.set_yscale("log")
+        if ylabel == "validation accuracy":
+            ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:
