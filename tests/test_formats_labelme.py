@@ -86,7 +86,7 @@ def test_primitives_round_trip(shared_data, tmp_path):
     assert [i.category for i in again.images[0].instances] == ["rectangle", "rectangle", None]
     written = json.loads((tmp_path / "out" / "primitives.json").read_text())
     assert written["imageData"] is None and (written["imageWidth"], written["imageHeight"]) == (560, 450)
-    assert (tmp_path / "out" / written["imagePath"]).resolve() == _primitives(shared_data).with_suffix(".jpg")
+    assert (tmp_path / "out" / written["imagePath"]).resolve() == _primitives(shared_data).with_suffix(".jpg").resolve()
 
 
 def test_generated_round_trip_keeps_occlusion_missing_and_many_instances(keypoint_dataset, tmp_path):
