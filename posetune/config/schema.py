@@ -111,6 +111,7 @@ class MediaPipeConfig(Section):
     variant: Literal["pose_full", "hand_full", "hand_lite", "face"] = "pose_full"
     version: str = "0.10.21"
     new_head: bool = False
+    segmentation_weight: float = Field(0.0, ge=0)
 
 
 class ModelConfig(Section):

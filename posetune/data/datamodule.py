@@ -219,6 +219,8 @@ class TopDownDataset(Dataset):
         rng = self.rng(index, epoch) if self.transform.augment else None
         s = self.transform(image, inst.keypoints, box, rng)
         targets = self.codec.encode(s.keypoints.astype(np.float32), s.weights)
+        if hasattr(self.codec, "encode_mask"):  # multi-task codecs: a person mask that follows the crop
+            targets.update(self.codec.encode_mask(inst, s.warp, (image.shape[1], image.shape[0])))
         area = inst.area if inst.area is not None else float(box[2] * box[3])
         meta = {
             "image_index": torch.tensor(img_i, dtype=torch.int64),

@@ -139,6 +139,36 @@ HAND21 = KeypointSpec.from_names(HAND21_MMPOSE_NAMES, name="hand21", skeleton=HA
 MEDIAPIPE_FACE468 = KeypointSpec(name="mediapipe_face468", keypoints=tuple(f"face_{i}" for i in range(468)),
                                  sigmas=(0.01,) * 468, can_flip=False)
 
+
+# ----------------------------------------------------------------------------- MediaPipe holistic-543
+def _mp_holistic() -> KeypointSpec:
+    """Pose-33, left hand-21, right hand-21 and face mesh-468 in MediaPipe Holistic's order.
+
+    Hands are the subject's left / right hand (the hand at BlazePose's ``left_wrist`` /
+    ``right_wrist``). Mirror pairs: the pose's and left <-> right hand points; the face mesh has
+    none (see MEDIAPIPE_FACE468), so flipping is disabled as for the face set.
+    """
+    pose = MEDIAPIPE_POSE33
+    k_pose, k_hand = pose.num_keypoints, len(MP_HAND21_NAMES)
+    left, right = k_pose, k_pose + k_hand
+    face = right + k_hand
+    names = (pose.keypoints + tuple(f"left_hand_{n}" for n in MP_HAND21_NAMES)
+             + tuple(f"right_hand_{n}" for n in MP_HAND21_NAMES) + MEDIAPIPE_FACE468.keypoints)
+    hand_links = tuple((a + o, b + o) for o in (left, right) for a, b in MP_HAND21_SKELETON)
+    return KeypointSpec(
+        name="mediapipe_holistic543",
+        keypoints=names,
+        skeleton=pose.skeleton + hand_links,
+        flip_pairs=pose.flip_pairs + tuple((left + i, right + i) for i in range(k_hand)),
+        sigmas=pose.sigmas + HAND21_SIGMAS + HAND21_SIGMAS + MEDIAPIPE_FACE468.sigmas,
+        can_flip=False,
+        parts=(("pose", tuple(range(k_pose))), ("left_hand", tuple(range(left, right))),
+               ("right_hand", tuple(range(right, face))), ("face", tuple(range(face, len(names))))),
+    )
+
+
+MEDIAPIPE_HOLISTIC543 = _mp_holistic()
+
 # ----------------------------------------------------------------------------- top-view rodent (DeepLabCut names)
 MOUSE4 = KeypointSpec.from_names(
     ("snout", "leftear", "rightear", "tailbase"), name="mouse4",
@@ -148,7 +178,7 @@ MOUSE4 = KeypointSpec.from_names(
 
 PRESETS: dict[str, KeypointSpec] = {
     s.name: s for s in (COCO17, COCO_WHOLEBODY133, MPII16, MEDIAPIPE_POSE33, MEDIAPIPE_HAND21, HAND21,
-                        MEDIAPIPE_FACE468, MOUSE4)
+                        MEDIAPIPE_FACE468, MEDIAPIPE_HOLISTIC543, MOUSE4)
 }
 ALIASES = {
     "coco": "coco17",
@@ -161,6 +191,8 @@ ALIASES = {
     "blazepose": "mediapipe_pose33",
     "mediapipe_hand": "mediapipe_hand21",
     "mediapipe_face": "mediapipe_face468",
+    "holistic": "mediapipe_holistic543",
+    "mediapipe_holistic": "mediapipe_holistic543",
     "hand": "hand21",
     "onehand10k": "hand21",
     "mouse": "mouse4",

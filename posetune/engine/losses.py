@@ -307,13 +307,23 @@ class KeypointLoss(nn.Module):
         return " + ".join(f"{c:g}*{n}" for c, n in self.terms) + f" ({self.kind})"
 
 
-def build_loss(cfg: LossConfig, codec: Codec, spec: KeypointSpec) -> KeypointLoss:
-    """The loss of ``cfg`` (``loss`` section) for ``codec``'s outputs and ``spec``'s keypoints."""
+def build_loss(cfg: LossConfig, codec: Codec, spec: KeypointSpec) -> nn.Module:
+    """The loss of ``cfg`` (``loss`` section) for ``codec``'s outputs and ``spec``'s keypoints.
+
+    A codec with a ``segmentation_weight`` > 0 (MediaPipe multi-task, see
+    :mod:`posetune.models.mediapipe.segmentation`) adds its mask term: a ``MultiTaskLoss``.
+    """
     terms = resolve_terms(cfg.type, codec)
-    return KeypointLoss(
+    loss = KeypointLoss(
         terms, codec_output_kind(codec),  # type: ignore[arg-type]
         use_target_weight=cfg.use_target_weight,
         keypoint_weights=resolve_keypoint_weights(cfg.keypoint_weights, spec),
         ohkm_topk=cfg.ohkm_topk, smooth_l1_beta=cfg.smooth_l1_beta, wing_w=cfg.wing_w,
         wing_epsilon=cfg.wing_epsilon, simcc_beta=cfg.simcc_beta)
+    mask_weight = float(getattr(codec, "segmentation_weight", 0.0) or 0.0)
+    if mask_weight > 0:
+        from posetune.models.mediapipe.segmentation import MultiTaskLoss
+
+        return MultiTaskLoss(loss, mask_weight)
+    return loss
 

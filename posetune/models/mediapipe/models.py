@@ -352,4 +352,9 @@ def build_mediapipe_model(cfg: ModelConfig, spec: KeypointSpec | None = None) ->
     net = convert_graph(graph, outputs=outputs, extra_outputs=extra)
     codec_cfg = cfg.codec.model_copy(update={"type": "mediapipe", "input_size": variant.input_size})
     config = cfg.model_copy(update={"type": "mediapipe", "codec": codec_cfg}).model_dump(mode="json")
+    if mp.segmentation_weight > 0:  # keypoints + person mask (posetune.models.mediapipe.segmentation)
+        from posetune.models.mediapipe.segmentation import MediaPipeMultiTask
+
+        return MediaPipeMultiTask(variant, net, spec, sources, logit, feature, config,
+                                  segmentation_weight=mp.segmentation_weight)
     return MediaPipeModel(variant, net, spec, sources, logit, feature, config)
