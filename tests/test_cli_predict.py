@@ -217,7 +217,7 @@ def test_one_line_errors(ckpt, coco, tmp_path, capsys):
     cases = [
         (["predict", ckpt, junk, "--out", out], "cannot open video"),
         (["predict", "mediapipe-pos", coco / "000000000785.jpg", "--out", out],
-         "mediapipe-pose, mediapipe-hand, mediapipe-face"),
+         "mediapipe-pose, mediapipe-hand, mediapipe-hand-lite, mediapipe-face, mediapipe-holistic"),
         (["predict", ckpt, tmp_path / "nothing.mp4", "--out", out], "source not found"),
         (["predict", ckpt, tmp_path, "--out", out], "folder holds no images"),
         (["predict", ckpt, "--source", "7", "--out", out, "--no-show"], "cannot open camera 7"),

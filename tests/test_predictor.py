@@ -256,14 +256,34 @@ def test_builtin_mediapipe_pose_predicts_inside_the_person(mediapipe_cache, monk
     assert np.mean(errs) < 0.1 * h
 
 
+def test_builtin_holistic_gives_543_points_with_the_body_on_the_person(mediapipe_cache, monkeypatch, coco):
+    monkeypatch.setenv("POSETUNE_CACHE", str(mediapipe_cache))
+    from posetune.inference.predictor import HolisticPredictor
+
+    root, gt = coco
+    pred = Predictor.from_checkpoint("mediapipe-holistic", detector="none")
+    assert isinstance(pred, HolisticPredictor) and pred.spec.num_keypoints == 543
+    ann = next(a for a in gt["annotations"] if a["image_id"] == 785)
+    (p,) = pred.predict(root / "000000000785.jpg", boxes=np.array([ann["bbox"]]))
+    assert p.keypoints.shape == (543, 2) and p.scores.shape == (543,)
+    kp = np.asarray(ann["keypoints"], float).reshape(17, 3)
+    errs = [np.linalg.norm(p.keypoints[pred.spec.index(n)] - kp[i, :2]) for i, n in enumerate(COCO17.keypoints)
+            if kp[i, 2] > 0]
+    assert np.mean(errs) < 0.1 * ann["bbox"][3]
+    face = p.keypoints[pred.spec.index("face_0"):pred.spec.index("face_467") + 1]
+    nose = kp[COCO17.index("nose"), :2]
+    # the face mesh sits on the face: around the labelled nose, within a head's size
+    assert np.linalg.norm(face.mean(axis=0) - nose) < 0.1 * ann["bbox"][3]
+
+
 def test_unknown_or_unavailable_models_are_one_line_errors(tmp_path):
-    with pytest.raises(CheckpointError, match="mediapipe-pose, mediapipe-hand, mediapipe-face") as e:
+    with pytest.raises(CheckpointError) as e:
         Predictor.from_checkpoint("mediapipe-pos")
     assert "\n" not in str(e.value)
+    for name in ("mediapipe-pose", "mediapipe-hand", "mediapipe-face", "mediapipe-holistic"):
+        assert name in str(e.value)
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         Predictor.from_checkpoint(tmp_path / "none.ckpt")
-    with pytest.raises(ModelError, match="holistic.*not available yet"):
-        Predictor.from_checkpoint("mediapipe-holistic")
     junk = tmp_path / "junk.ckpt"
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="junk.ckpt"):

@@ -14,19 +14,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from posetune.data.records import KeypointDataset
+from posetune.devices import resolve_device
 from posetune.engine.module import images_to_image_coords, predictions_dataset
 from posetune.models.base import KeypointModel
-
-
-def resolve_device(device: str | None) -> torch.device:
-    from posetune.errors import InferenceError
-
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InferenceError("CUDA was requested but no CUDA GPU is available", where="--device",
-                             hint="use --device cpu")
-    return torch.device(device)
 
 
 @torch.no_grad()

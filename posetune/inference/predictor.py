@@ -55,40 +55,20 @@ from posetune.errors import CheckpointError, ConfigError, DataError, InferenceEr
 from posetune.inference.detectors import (DetectionBoxes, as_boxes, box_from_keypoints, box_iou_matrix,
                                           build_detector, whole_frame)
 
-#: built-in model name -> MediaPipe variant (``posetune.models.mediapipe.VARIANTS``)
-BUILTIN_MODELS: dict[str, str] = {
-    "mediapipe-pose": "pose_full",
-    "mediapipe-hand": "hand_full",
-    "mediapipe-face": "face",
-}
-#: names reserved for pipelines that posetune does not provide yet
-UNAVAILABLE_MODELS: dict[str, str] = {
-    "mediapipe-holistic": "the MediaPipe holistic pipeline (pose + hands + face in one pass) is not available yet",
-}
+from posetune.devices import resolve_device
+from posetune.models.zoo import BUILTIN_MODELS, builtin_name
+
+#: built-in multi-network pipelines (not a single KeypointModel)
+PIPELINES: tuple[str, ...] = ("mediapipe-holistic",)
 #: built-in models that come with a person detector by default
-DEFAULT_DETECTORS: dict[str, str] = {"mediapipe-pose": "mediapipe"}
+DEFAULT_DETECTORS: dict[str, str] = {"mediapipe-pose": "mediapipe", "mediapipe-holistic": "mediapipe"}
 BOX_MODES = ("track", "frame", "detector")
 SMOOTHING_METHODS = ("one_euro", "savgol", "none")
 
 
 def builtin_names() -> list[str]:
     """Every name :meth:`Predictor.from_checkpoint` knows besides checkpoint paths."""
-    return list(BUILTIN_MODELS) + list(UNAVAILABLE_MODELS)
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``'auto'`` -> CUDA when available, else CPU; a CUDA request without a GPU is an InferenceError."""
-    if isinstance(device, torch.device):
-        return device
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise InferenceError("CUDA was requested but no CUDA GPU is available", where="--device",
-                             hint="use --device cpu (or auto)")
-    try:
-        return torch.device(device)
-    except RuntimeError:
-        raise ConfigError(f"unknown device '{device}'", where="--device", hint="use cpu, cuda or auto") from None
+    return list(BUILTIN_MODELS) + list(PIPELINES)
 
 
 # ============================================================================ results
@@ -158,18 +138,13 @@ def load_predictor_model(source: str | os.PathLike, *, allow_unsafe: bool = Fals
     (path or URL). Unknown names and missing files raise a one-line error listing the built-ins."""
     from posetune.models.checkpoints import load_model
 
-    name = str(source)
-    choices = ", ".join(BUILTIN_MODELS)
-    if name in UNAVAILABLE_MODELS:
-        raise ModelError(f"'{name}': {UNAVAILABLE_MODELS[name]}", where=name,
-                         hint=f"use one of the built-in models ({choices}) or a posetune checkpoint")
-    if name in BUILTIN_MODELS:
-        from posetune.config.schema import ModelConfig
-        from posetune.models.mediapipe import build_mediapipe_model
+    from posetune.models.zoo import build_builtin
 
-        cfg = ModelConfig(type="mediapipe")
-        cfg.mediapipe.variant = BUILTIN_MODELS[name]
-        return build_mediapipe_model(cfg, None), name
+    name = str(source)
+    choices = ", ".join(builtin_names())
+    builtin = builtin_name(name)
+    if builtin is not None:
+        return build_builtin(builtin), builtin
     is_url = name.startswith(("http://", "https://", "file://"))
     if not is_url:
         path = Path(name).expanduser()
@@ -325,7 +300,7 @@ class Predictor:
         if not 0.0 <= score_thr <= 1.0:
             raise ConfigError(f"score threshold must be in [0, 1], got {score_thr}", where="--score-thr")
         self.device = resolve_device(device)
-        self.model = model.to(self.device).eval()
+        self.model = self._prepare(model)
         self.flip_test = bool(flip_test)
         self.batch_size = int(batch_size)
         self.score_thr = float(score_thr)
@@ -341,6 +316,9 @@ class Predictor:
         #: work done so far: crops through the network, images through the detector
         self.stats = {"crops": 0, "detector_images": 0}
 
+    def _prepare(self, model: Any) -> Any:
+        return model.to(self.device).eval()
+
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_checkpoint(cls, path_or_name: str | os.PathLike, device: str | torch.device | None = "cpu",
@@ -348,11 +326,19 @@ class Predictor:
                         detector: Any = "auto", allow_unsafe: bool = False, **kwargs: Any) -> "Predictor":
         """A predictor for a posetune checkpoint (``.ckpt`` from ``posetune train``, a run folder or
         URL) or a built-in model: ``mediapipe-pose`` (BlazePose full, 33 landmarks, with MediaPipe's
-        person detector by default), ``mediapipe-hand``, ``mediapipe-face``. ``detector='auto'``
+        person detector by default), ``mediapipe-hand``, ``mediapipe-face``, ``mediapipe-holistic``
+        (pose + both hands + face mesh, 543 points, :class:`HolisticPredictor`). ``detector='auto'``
         picks the model's default detector (none for checkpoints: whole frame or given boxes)."""
-        model, name = load_predictor_model(path_or_name, allow_unsafe=allow_unsafe)
+        key = str(path_or_name).strip().lower().replace("_", "-")
         if detector == "auto":
-            detector = DEFAULT_DETECTORS.get(str(path_or_name))
+            detector = DEFAULT_DETECTORS.get(builtin_name(key) or key)
+        if key in PIPELINES:
+            from posetune.models.mediapipe.holistic import HolisticPipeline
+
+            pipe = HolisticPipeline(device=str(resolve_device(device)))
+            return HolisticPredictor(pipe, device=device, batch_size=batch_size, score_thr=score_thr,
+                                     detector=detector, name=key, **kwargs)
+        model, name = load_predictor_model(path_or_name, allow_unsafe=allow_unsafe)
         return cls(model, device=device, flip_test=flip_test, batch_size=batch_size, score_thr=score_thr,
                    detector=detector, name=name, **kwargs)
 
@@ -742,6 +728,45 @@ class FrameProgress:
             self._progress.__exit__(*exc)
 
 
-__all__ = ["BUILTIN_MODELS", "BOX_MODES", "SMOOTHING_METHODS", "FrameProgress", "FrameResult", "PosePrediction",
+class HolisticPredictor(Predictor):
+    """:class:`Predictor` over MediaPipe's holistic pipeline: for each person box, BlazePose, then
+    rotated hand and face crops from its landmarks, then the hand and face networks — 33 + 2x21 +
+    468 points (:data:`posetune.data.presets.MEDIAPIPE_HOLISTIC543`) in image coordinates.
+    Boxes, detector, video tracking, drawing and outputs work as for any model."""
+
+    def _prepare(self, model: Any) -> Any:
+        return model  # a HolisticPipeline: its networks are already on the device
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return (256, 256)
+
+    def predict_boxes(self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray],
+                      categories: Sequence[np.ndarray | None] | None = None) -> list[list[PosePrediction]]:
+        flat_images, flat_boxes, owner = [], [], []
+        for i, (img, bx) in enumerate(zip(images, boxes)):
+            for b in bx:
+                flat_images.append(img)
+                flat_boxes.append(np.asarray(b[:4], dtype=np.float64))
+                owner.append((i, np.asarray(b, dtype=np.float64)))
+        out: list[list[PosePrediction]] = [[] for _ in images]
+        if not flat_images:
+            return out
+        self.stats["crops"] += len(flat_images)
+        results = []
+        for start in range(0, len(flat_images), self.batch_size):
+            results += self.model.predict_batch(flat_images[start:start + self.batch_size],
+                                                flat_boxes[start:start + self.batch_size])
+        for (i, box), r in zip(owner, results):
+            good = r.scores >= self.score_thr
+            kp_score = float(r.scores[good].mean()) if good.any() else 0.0
+            box_score = float(box[4]) if len(box) > 4 else 1.0
+            out[i].append(PosePrediction(np.asarray(r.keypoints, dtype=np.float64),
+                                         np.asarray(r.scores, dtype=np.float64), box[:4], box_score,
+                                         box_score * kp_score, None, 1))
+        return [self._nms(p) for p in out]
+
+
+__all__ = ["HolisticPredictor", "BUILTIN_MODELS", "BOX_MODES", "SMOOTHING_METHODS", "FrameProgress", "FrameResult", "PosePrediction",
            "Predictor", "as_rgb_image", "builtin_names", "load_predictor_model", "open_video", "resolve_device",
            "smooth_table"]

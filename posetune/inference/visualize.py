@@ -166,6 +166,8 @@ def draw_instances(
         for p, t in zip(poses, track_ids):
             p.track_id = t
     r = int(radius) if radius is not None else default_radius(img.shape)
+    if radius is None and spec.num_keypoints > 100:  # dense sets (face mesh, whole body): small dots
+        r = max(1, r // 3)
     t = int(thickness) if thickness is not None else default_thickness(img.shape)
     font_scale = max(0.3, min(img.shape[:2]) / 900)
     link_colors = spec.link_colors()
