@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 from typing import Any, Literal, Sequence
 
 import numpy as np
@@ -91,7 +92,9 @@ def coco_ground_truth(gt: KeypointDataset, *, keypoints: Sequence[int] | None = 
         flat = flat.tolist() if as_lists else list(flat)
         num = (kps[:, :, 2] > 0).sum(1).tolist()
     for n, (img_id, j, inst) in enumerate(rows):
-        area = instance_area(inst, bbox_area_factor)
+        area = inst.area
+        if type(area) is not float or not math.isfinite(area):  # the labelled float area is the common case
+            area = instance_area(inst, bbox_area_factor)
         if area is None:
             rec_name = next(r.file_name for r, i in zip(gt.images, ids) if i == img_id)
             raise MissingAreaError(
@@ -298,49 +301,124 @@ def _row_sums(a: np.ndarray) -> np.ndarray:
     return _row_sums(a[:, :half]) + _row_sums(a[:, half:])
 
 
+def _masked_row_sums(terms: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Sum of ``terms[i, mask[i]]`` for every row i of ``terms`` (P, K), each bit-identical to
+    ``np.sum`` of that 1-D selection (the order :func:`_row_sums` reproduces), all rows at once.
+
+    Each row's selected terms are moved to the front and zero-padded; adding the padding zeros
+    leaves the non-negative partial sums unchanged, so every row gets numpy's order for its own
+    count n: blocks of 8 into 8 partial sums, their pairwise sum, then the n % 8 left one by one
+    (only those, from 0, when n < 8). Rows with n > 128 use :func:`_row_sums`.
+    """
+    n_rows, k = terms.shape
+    counts = np.count_nonzero(mask, axis=1)
+    order = np.argsort(~mask, axis=1, kind="stable")  # the selected terms first, in their order
+    width = 8 * (k // 8 + 1)
+    c = np.zeros((n_rows, width))
+    c[:, :k] = np.where(np.arange(k) < counts[:, None], np.take_along_axis(terms, order, axis=1), 0.0)
+    blocks = counts // 8
+    r = c[:, :8].copy()
+    for b in range(1, k // 8):
+        r += np.where((b < blocks)[:, None], c[:, 8 * b:8 * b + 8], 0.0)
+    res = ((r[:, 0] + r[:, 1]) + (r[:, 2] + r[:, 3])) + ((r[:, 4] + r[:, 5]) + (r[:, 6] + r[:, 7]))
+    res = np.where(blocks > 0, res, 0.0)
+    tail = np.take_along_axis(c, 8 * blocks[:, None] + np.arange(8), axis=1)  # zeros past n
+    for t in range(8):
+        res = res + tail[:, t]
+    for i in np.flatnonzero(counts > 128).tolist():
+        res[i] = _row_sums(terms[i:i + 1, mask[i]])[0]
+    return res
+
+
+_OKS_BATCH_PAIRS = 1 << 13  # (prediction, ground truth) pairs per vectorised OKS batch (~20 MB of temporaries)
+_NO_BOX = (np.nan,) * 4  # pycocotools needs a ground-truth box only for instances without labelled points
+
+
+def _batched_oks(gts_dts: list[tuple[list[dict], list[dict]]], sigmas: np.ndarray) -> list[np.ndarray]:
+    """pycocotools' ``computeOks`` matrix (D, G) for each (ground truths, score-sorted predictions)
+    of one image, all images' pairs computed together with the same expression."""
+    if not gts_dts:
+        return []
+    var = (sigmas * 2) ** 2
+    k = len(sigmas)
+    sizes = [(len(d), len(g)) for g, d in gts_dts]
+    dt = np.asarray([x["keypoints"] for _, d in gts_dts for x in d], dtype=np.float64)
+    gt = np.asarray([x["keypoints"] for g, _ in gts_dts for x in g], dtype=np.float64)
+    if dt.ndim != 2 or gt.ndim != 2 or dt.shape[1] != 3 * k or gt.shape[1] != 3 * k:
+        raise ValueError(f"keypoints do not have 3 x {k} values (one per OKS sigma)")
+    scale = np.array([x["area"] for g, _ in gts_dts for x in g], dtype=np.float64) + np.spacing(1)
+    box = np.array([x.get("bbox", _NO_BOX) for g, _ in gts_dts for x in g], dtype=np.float64).reshape(-1, 4)
+    n_d = np.array([s[0] for s in sizes], dtype=np.int64)
+    n_g = np.array([s[1] for s in sizes], dtype=np.int64)
+    n_pairs = n_d * n_g
+    first = np.cumsum(n_pairs) - n_pairs
+    q = np.arange(int(n_pairs.sum())) - np.repeat(first, n_pairs)  # pair index within its image
+    pd = np.repeat(np.cumsum(n_d) - n_d, n_pairs) + q // np.repeat(n_g, n_pairs)  # row-major: (d, g)
+    pg = np.repeat(np.cumsum(n_g) - n_g, n_pairs) + q % np.repeat(n_g, n_pairs)
+    oks = np.empty(len(q))
+    for lo in range(0, len(q), _OKS_BATCH_PAIRS):
+        a, b = pd[lo:lo + _OKS_BATCH_PAIRS], pg[lo:lo + _OKS_BATCH_PAIRS]
+        xd, yd = dt[a, 0::3], dt[a, 1::3]
+        xg, yg, vis = gt[b, 0::3], gt[b, 1::3], gt[b, 2::3] > 0
+        labelled = vis.any(axis=1)
+        dx, dy = xd - xg, yd - yg
+        bb = box[b]  # pycocotools: predictions scored by their distance to 3x the box when nothing is labelled
+        x0, x1 = bb[:, :1] - bb[:, 2:3], bb[:, :1] + bb[:, 2:3] * 2
+        y0, y1 = bb[:, 1:2] - bb[:, 3:4], bb[:, 1:2] + bb[:, 3:4] * 2
+        bx = np.maximum(0.0, x0 - xd) + np.maximum(0.0, xd - x1)
+        by = np.maximum(0.0, y0 - yd) + np.maximum(0.0, yd - y1)
+        dx = np.where(labelled[:, None], dx, bx)
+        dy = np.where(labelled[:, None], dy, by)
+        e = (dx**2 + dy**2) / var / scale[b][:, None] / 2
+        mask = np.where(labelled[:, None], vis, True)
+        oks[lo:lo + _OKS_BATCH_PAIRS] = _masked_row_sums(np.exp(-e), mask) / np.count_nonzero(mask, axis=1)
+    out, start = [], 0
+    for d, g in sizes:
+        out.append(oks[start:start + d * g].reshape(d, g))
+        start += d * g
+    return out
+
+
 def _cocoeval_class() -> type:
-    """pycocotools' COCOeval with ``computeOks`` vectorised over the predictions of an image.
+    """pycocotools' COCOeval with ``computeOks`` vectorised over all images at once.
 
     Everything else (matching, accumulation, summary) is pycocotools' own code. The OKS values are
-    computed by the same expression in the same order, per ground-truth instance over all of the
-    image's predictions at once, summed in numpy's 1-D order (:func:`_row_sums`): bit-identical
-    to the original ``computeOks`` (checked in the tests).
+    computed by the same expression, each sum over an instance's labelled points taken in numpy's
+    1-D order (:func:`_masked_row_sums`): bit-identical to the original ``computeOks`` (checked in
+    the tests). ``evaluate`` computes every image's matrix in one go on its first ``computeOks``.
     """
     from pycocotools.cocoeval import COCOeval
 
     class KeypointCOCOeval(COCOeval):
-        def computeOks(self, imgId: int, catId: int) -> Any:  # noqa: N802 (pycocotools' name)
-            p = self.params
-            gts = self._gts[imgId, catId]
-            dts = self._dts[imgId, catId]
-            inds = np.argsort([-d["score"] for d in dts], kind="mergesort")
-            dts = [dts[i] for i in inds]
-            if len(dts) > p.maxDets[-1]:
-                dts = dts[0:p.maxDets[-1]]
-            if len(gts) == 0 or len(dts) == 0:
-                return []
-            var = (p.kpt_oks_sigmas * 2) ** 2
-            d = np.asarray([dt["keypoints"] for dt in dts], dtype=np.float64).reshape(len(dts), -1)
-            xd, yd = d[:, 0::3], d[:, 1::3]
-            ious = np.zeros((len(dts), len(gts)))
-            for j, gt in enumerate(gts):
-                g = np.asarray(gt["keypoints"], dtype=np.float64)
-                xg, yg, vg = g[0::3], g[1::3], g[2::3]
-                k1 = np.count_nonzero(vg > 0)
-                bb = gt["bbox"]
-                if k1 > 0:
-                    dx = xd - xg
-                    dy = yd - yg
-                else:
-                    x0, x1 = bb[0] - bb[2], bb[0] + bb[2] * 2
-                    y0, y1 = bb[1] - bb[3], bb[1] + bb[3] * 2
-                    dx = np.maximum(0.0, x0 - xd) + np.maximum(0.0, xd - x1)
-                    dy = np.maximum(0.0, y0 - yd) + np.maximum(0.0, yd - y1)
-                e = (dx**2 + dy**2) / var / (gt["area"] + np.spacing(1)) / 2
-                if k1 > 0:
-                    e = e[:, vg > 0]
-                ious[:, j] = _row_sums(np.exp(-e)) / e.shape[1]
-            return ious
+        _oks: dict[tuple[Any, Any], Any] | None = None  # every image's OKS matrix, during evaluate()
+        _evaluating = False
+
+        def evaluate(self) -> None:
+            self._evaluating, self._oks = True, None
+            try:
+                super().evaluate()
+            finally:
+                self._evaluating, self._oks = False, None
+
+        def _all_oks(self, keys: list[tuple[Any, Any]]) -> dict[tuple[Any, Any], Any]:
+            pairs = {}
+            for key in keys:
+                gts, dts = self._gts[key], self._dts[key]
+                inds = np.argsort([-d["score"] for d in dts], kind="mergesort")
+                pairs[key] = (gts, [dts[i] for i in inds][:self.params.maxDets[-1]])
+            full = [key for key, (g, d) in pairs.items() if g and d]
+            ious = _batched_oks([pairs[key] for key in full], np.asarray(self.params.kpt_oks_sigmas, dtype=np.float64))
+            out: dict[tuple[Any, Any], Any] = {key: [] for key in keys}
+            out.update(zip(full, ious))
+            return out
+
+        def computeOks(self, imgId: Any, catId: Any) -> Any:  # noqa: N802 (pycocotools' name)
+            if not self._evaluating:  # called on its own
+                return self._all_oks([(imgId, catId)])[imgId, catId]
+            if self._oks is None:  # first call of this evaluate(): every (image, category) it asks for
+                p = self.params
+                self._oks = self._all_oks([(i, c) for i in p.imgIds for c in (p.catIds if p.useCats else [-1])])
+            return self._oks[imgId, catId]
 
     return KeypointCOCOeval
 
@@ -403,7 +481,22 @@ def per_image_predictions(gt: KeypointDataset, pred: KeypointDataset | Sequence[
     if len(per_image) != len(gt.images):
         raise EvaluationError(f"predictions for {len(per_image)} images, ground truth has {len(gt.images)}",
                               hint="give one list of predicted instances per ground-truth image")
-    return [[inst for inst in insts if inst.num_labelled > 0] for insts in per_image]
+    return _with_labelled_points(per_image)
+
+
+def _with_labelled_points(per_image: list[list[Instance]]) -> list[list[Instance]]:
+    """``per_image`` without the instances that have no point with v > 0 (checked in one go)."""
+    insts = [inst for x in per_image for inst in x]
+    try:
+        labelled = (np.stack([inst.keypoints[:, 2] for inst in insts]) > 0).any(axis=1).tolist() if insts else []
+    except ValueError:  # instances with different numbers of keypoints
+        labelled = [inst.num_labelled > 0 for inst in insts]
+    out, start = [], 0
+    for x in per_image:
+        keep = labelled[start:start + len(x)]
+        start += len(x)
+        out.append(list(x) if all(keep) else [inst for inst, k in zip(x, keep) if k])
+    return out
 
 
 def coco_keypoint_eval(

@@ -16,6 +16,7 @@ Every problem names the record (its index in the list and its ``image_id``) and 
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -125,11 +126,21 @@ def results_to_dataset(results: Any, gt: KeypointDataset, *, where: str | Path =
         table = flat.copy()
         table[:, :, 2] = 2.0
         kp_scores = np.ascontiguousarray(flat[:, :, 2])
+    categories = _CategoryNames(gt)
     for n, r in enumerate(results):
         if not isinstance(r, dict):
             raise EvaluationError(f"record {n} is a {type(r).__name__}, not an object", where=where,
                                   hint="every result is {image_id, category_id, keypoints, score}")
         image_id = r.get("image_id")
+        if flat is not None and type(image_id) is int and image_id in index and "keypoint_scores" not in r:
+            score = r.get("score", 1.0)
+            if type(score) is float and math.isfinite(score):  # the common case, checked quickly
+                rid = r.get("id")
+                per_image[index[image_id]].append(Instance(
+                    keypoints=table[n], score=score, keypoint_scores=kp_scores[n],
+                    id=int(rid) if isinstance(rid, int) and not isinstance(rid, bool) else None,
+                    category=categories.get(r.get("category_id"))))
+                continue
         w = _record_where(where, n, image_id)
         if isinstance(image_id, bool) or image_id not in index:
             example = ", ".join(str(i) for i in ids[:5])
@@ -150,7 +161,7 @@ def results_to_dataset(results: Any, gt: KeypointDataset, *, where: str | Path =
         rid = r.get("id")
         inst_id = int(rid) if isinstance(rid, int) and not isinstance(rid, bool) else None
         inst = Instance(keypoints=kp, score=float(score), keypoint_scores=scores, id=inst_id,
-                        category=_category_name(r.get("category_id"), gt))
+                        category=categories.get(r.get("category_id")))
         per_image[index[image_id]].append(inst)
     return _aligned_dataset(gt, per_image, source=Path(where) if not isinstance(where, Path) else where,
                             fmt="coco_results")
@@ -162,6 +173,21 @@ def _category_name(cid: Any, gt: KeypointDataset) -> str | None:
         if isinstance(c, dict) and c.get("id") == cid:
             return str(c.get("name"))
     return None
+
+
+class _CategoryNames:
+    """:func:`_category_name` with the answers for plain int ids remembered (one lookup per result)."""
+
+    def __init__(self, gt: KeypointDataset) -> None:
+        self.gt = gt
+        self.known: dict[int, str | None] = {}
+
+    def get(self, cid: Any) -> str | None:
+        if type(cid) is not int:
+            return _category_name(cid, self.gt)
+        if cid not in self.known:
+            self.known[cid] = _category_name(cid, self.gt)
+        return self.known[cid]
 
 
 def _flat_keypoint_table(results: list, k: int, where: str | Path) -> np.ndarray | None:

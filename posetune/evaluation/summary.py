@@ -17,9 +17,11 @@ could be paired.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Iterator, Literal, Sequence
 
 import numpy as np
 
@@ -199,6 +201,24 @@ def evaluate(
     return out
 
 
+@contextlib.contextmanager
+def _no_gc_pauses() -> Iterator[None]:
+    """Hold off Python's cyclic garbage collector while reading and evaluating.
+
+    Parsed label files are hundreds of thousands of lists and dicts, and every collection of
+    the oldest generation walks them all: about a tenth of an evaluation's time. Reading and
+    evaluating build no reference cycles, so holding the collector off only defers it; its
+    previous state is restored afterwards.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def evaluate_files(
     gt_path: str | Path,
     pred_path: str | Path,
@@ -214,9 +234,10 @@ def evaluate_files(
     ``posetune metrics ...`` calls. ``kwargs`` go to :func:`evaluate`."""
     from posetune.evaluation.predictions import read_ground_truth, read_predictions
 
-    gt = read_ground_truth(gt_path, format=gt_format, spec=spec, image_root=image_root)
-    pred = read_predictions(pred_path, gt, format=pred_format)
-    result = evaluate(gt, pred, **kwargs)
+    with _no_gc_pauses():
+        gt = read_ground_truth(gt_path, format=gt_format, spec=spec, image_root=image_root)
+        pred = read_predictions(pred_path, gt, format=pred_format)
+        result = evaluate(gt, pred, **kwargs)
     errors = [p for p in gt.problems if p.severity == "error"]
     result["info"]["gt_file"] = str(gt_path)
     result["info"]["pred_file"] = str(pred_path)

@@ -21,7 +21,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -47,6 +47,7 @@ _ANN_KEYS = {"id", "image_id", "category_id", "keypoints", "num_keypoints", "bbo
 _IMAGE_KEYS = {"id", "file_name", "width", "height"}
 _DETECT_FULL_PARSE_BYTES = 32 * 1024 * 1024
 _ROOT_SAMPLE = 20
+_EXACT_INT = 2**53  # ints up to this size survive float(); larger ones are read as _int_or_none always did
 
 
 # ============================================================================ shared helpers
@@ -140,7 +141,7 @@ def find_image_root(label_file: Path, file_names: Sequence[str], image_root: Pat
     """
     label_file = Path(label_file)
     base = label_file.parent
-    rel = [f for f in file_names if f and not Path(f).is_absolute()]
+    rel = [f for f in file_names if f and not (os.path.isabs(f) and Path(f).is_absolute())]
     default = Path(image_root) if image_root is not None else base
     if not rel:
         return default, None
@@ -326,6 +327,8 @@ class _Reader:
     def __init__(self, d: Any, root: Path | None, source: str, spec: KeypointSpec | None):
         self.d, self.root, self.source, self.user_spec = d, root, source, spec
         self.problems: list[Problem] = []
+        # (field, K) -> per-annotation arrays checked in one go (see _checked_rows); None: check one by one
+        self.ready: dict[tuple[str, int], list[np.ndarray | None]] = {}
 
     def problem(self, code: str, message: str, where: str, severity: str = "error", hint: str | None = None) -> None:
         self.problems.append(Problem(code=code, message=message, where=f"{self.source}:{where}",
@@ -487,9 +490,28 @@ class _Reader:
         kps[:, 2] = np.clip(v, 0, 2)
         return kps
 
-    def instance(self, a: dict, k: int, wholebody: bool, where: str) -> Instance | None:
+    def checked(self, field: str, k: int, i: int | None) -> np.ndarray | None:
+        """Annotation ``i``'s ``field`` as read by :meth:`prepare` (None: not read in bulk)."""
+        rows = self.ready.get((field, k))
+        return None if rows is None or i is None else rows[i]
+
+    def prepare(self, anns: list, k: int, wholebody: bool) -> None:
+        """Read and check the keypoints (and boxes) of all annotations at once, field by field.
+
+        What passes the bulk checks is exactly what :meth:`keypoint_array` accepts without a
+        Problem; everything else is left to the per-annotation path, which reports it.
+        """
+        fields = [("keypoints", 17), ("keypoints", 133), *WHOLEBODY_PARTS] if wholebody else [("keypoints", k)]
+        for field, n in fields:
+            self.ready[(field, n)] = _checked_rows(anns, field, n, _keypoint_rows)
+        self.ready[("bbox", 4)] = _checked_rows(anns, "bbox", 4, None)
+
+    def instance(self, a: dict, k: int, wholebody: bool, where: str, i: int | None = None) -> Instance | None:
         if wholebody:
-            body = self.keypoint_array(a.get("keypoints"), 133 if _merged_len(a) else 17, where, "keypoints")
+            n_body = 133 if _merged_len(a) else 17
+            body = self.checked("keypoints", n_body, i)
+            if body is None:
+                body = self.keypoint_array(a.get("keypoints"), n_body, where, "keypoints")
             if body is None:
                 return None
             if body.shape[0] == 133:
@@ -497,17 +519,24 @@ class _Reader:
             else:
                 arrays = [body]
                 for field, n in WHOLEBODY_PARTS:
-                    part = self.keypoint_array(a.get(field), n, where, field)
+                    part = self.checked(field, n, i)
+                    if part is None:
+                        part = self.keypoint_array(a.get(field), n, where, field)
                     if part is None:
                         return None
                     arrays.append(part)
                 kps = np.concatenate(arrays)
         else:
-            kps = self.keypoint_array(a.get("keypoints"), k, where, "keypoints")
+            kps = self.checked("keypoints", k, i)
+            if kps is None:
+                kps = self.keypoint_array(a.get("keypoints"), k, where, "keypoints")
             if kps is None:
                 return None
         bbox = a.get("bbox")
-        if bbox is not None:
+        checked_box = self.checked("bbox", 4, i)
+        if checked_box is not None:
+            bbox = checked_box
+        elif bbox is not None:
             try:
                 bbox = np.asarray(bbox, dtype=np.float64).reshape(4)
                 if not np.isfinite(bbox).all():
@@ -517,13 +546,11 @@ class _Reader:
                              severity="warning")
                 bbox = None
         extra: dict[str, Any] = {k2: a[k2] for k2 in WHOLEBODY_EXTRA_KEYS if k2 in a}
-        other = {k2: v for k2, v in a.items() if k2 not in _ANN_KEYS}
-        if other:
-            extra["coco"] = other
-        score = a.get("score")
+        if not a.keys() <= _ANN_KEYS:
+            extra["coco"] = {k2: v for k2, v in a.items() if k2 not in _ANN_KEYS}
         return Instance(
             keypoints=kps, bbox=bbox, iscrowd=bool(a.get("iscrowd", 0)), id=_int_or_none(a.get("id")),
-            area=_float_or_none(a.get("area")), score=_float_or_none(score), track_id=a.get("track_id"),
+            area=_float_or_none(a.get("area")), score=_float_or_none(a.get("score")), track_id=a.get("track_id"),
             extra=extra,
         )
 
@@ -534,6 +561,7 @@ class _Reader:
         spec, order = self.build_spec(names, k, wholebody, skeleton, cat_name)
         images = self.images()
         cat_names = {cid: str(c.get("name", cid)) for cid, c in cats.items()}
+        self.prepare(self.d["annotations"], k, wholebody)
         for i, a in enumerate(self.d["annotations"]):
             if not isinstance(a, dict):
                 self.problem("bad_annotation", f"annotation is a {type(a).__name__}, not an object; skipped",
@@ -545,7 +573,7 @@ class _Reader:
                 self.problem("unknown_image_id", f"image_id {a.get('image_id')!r} is not in 'images'; "
                              "annotation skipped", where, hint="add the image entry or remove the annotation")
                 continue
-            inst = self.instance(a, k, wholebody, where)
+            inst = self.instance(a, k, wholebody, where, i)
             if inst is None:
                 continue
             if order is not None:
@@ -566,6 +594,59 @@ class _Reader:
                                categories=categories, problems=self.problems, info=info)
 
 
+def _keypoint_rows(block: np.ndarray) -> np.ndarray:
+    """(M, 3K) keypoint rows that are all finite -> (M, K, 3) with v clipped as :meth:`_Reader.keypoint_array` does."""
+    kps = block.reshape(len(block), -1, 3)
+    np.clip(kps[:, :, 2], 0, 2, out=kps[:, :, 2])
+    return kps
+
+
+def _checked_rows(anns: list, field: str, k: int,
+                  finish: Callable[[np.ndarray], np.ndarray] | None) -> list[np.ndarray | None]:
+    """One entry per annotation: its ``field`` read as floats when it is a list of ``k`` x 3 (boxes:
+    ``k`` = 4, ``finish`` None) finite numbers, else None.
+
+    Reads all such lists with one ``np.asarray`` (row by row only when some row will not
+    convert); the arrays are views into one block. ``finish`` reshapes the block of good rows.
+    """
+    out: list[np.ndarray | None] = [None] * len(anns)
+    width = k if finish is None else 3 * k
+    if width == 0:
+        return out
+    pos = [i for i, a in enumerate(anns)
+           if isinstance(a, dict) and isinstance(v := a.get(field), list) and len(v) == width]
+    if not pos:
+        return out
+    lists = [anns[i][field] for i in pos]
+    try:
+        block = np.asarray(lists, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        block = None
+    if block is None or block.shape != (len(pos), width):  # an odd row: keep the rows that convert cleanly
+        rows, kept = [], []
+        for i, values in zip(pos, lists):
+            try:
+                row = np.asarray(values, dtype=np.float64)
+            except (TypeError, ValueError, OverflowError):
+                continue
+            if row.shape == (width,):
+                rows.append(row)
+                kept.append(i)
+        if not rows:
+            return out
+        pos, block = kept, np.stack(rows)
+    good = np.flatnonzero(np.isfinite(block).all(axis=1))
+    if not len(good):
+        return out
+    if len(good) < len(block):
+        block = block[good]
+        pos = [pos[j] for j in good.tolist()]
+    arrays = finish(block) if finish is not None else block
+    for i, arr in zip(pos, arrays):
+        out[i] = arr
+    return out
+
+
 def _coco17_names() -> tuple[str, ...]:
     from posetune.data.presets import COCO17_NAMES
 
@@ -582,6 +663,8 @@ def _sort_key(x: Any) -> tuple[int, Any]:
 
 
 def _int_or_none(x: Any) -> int | None:
+    if type(x) is int and -_EXACT_INT <= x <= _EXACT_INT:  # the common case, without the float round trip
+        return x
     try:
         if x is None or isinstance(x, bool):
             return None
@@ -592,6 +675,10 @@ def _int_or_none(x: Any) -> int | None:
 
 
 def _float_or_none(x: Any) -> float | None:
+    if type(x) is float:
+        return x if math.isfinite(x) else None
+    if x is None:
+        return None
     try:
         f = float(x)
         return f if math.isfinite(f) else None
