@@ -51,3 +51,16 @@ def checked_image_size(path: Path, width: Any, height: Any, where: str,
     except DataError as e:
         problems.append(Problem("image_unreadable", f"{e.what}: {path}", where=where, hint=e.hint))
         return None, None
+
+
+def size_for_writing(path: Path, width: Any, height: Any) -> tuple[int | None, int | None]:
+    """The size a writer records for an image: the labels' size, else the header's when the file
+    is readable, else (None, None) — writers never fail on an unreadable image."""
+    if width and height:
+        return width, height
+    if Path(path).is_file():
+        try:
+            return image_size(path)
+        except DataError:
+            pass
+    return None, None

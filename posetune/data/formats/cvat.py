@@ -41,8 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from posetune.data.formats._image_refs import checked_image_size, relative_to_root
-from posetune.data.images import image_size
+from posetune.data.formats._image_refs import checked_image_size, relative_to_root, size_for_writing
 from posetune.data.records import ImageRecord, Instance, KeypointDataset, Problem
 from posetune.data.spec import KeypointSpec
 from posetune.errors import DataError
@@ -534,12 +533,7 @@ def write(dataset: KeypointDataset, dest: Path) -> list[Path]:
     xml_dir = Path(os.path.abspath(xml_path.parent))
     for idx, record in enumerate(dataset.images):
         image = Path(os.path.abspath(dataset.image_path(record)))
-        width, height = record.width, record.height
-        if (not width or not height) and image.is_file():
-            try:
-                width, height = image_size(image)
-            except DataError:
-                width, height = None, None
+        width, height = size_for_writing(image, record.width, record.height)
         attrib = {"id": str(idx), "name": Path(os.path.relpath(image, xml_dir)).as_posix()}
         if width and height:
             attrib.update(width=str(int(width)), height=str(int(height)))

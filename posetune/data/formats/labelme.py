@@ -38,8 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from posetune.data.formats._image_refs import checked_image_size, relative_to_root
-from posetune.data.images import IMAGE_EXTENSIONS, image_size
+from posetune.data.formats._image_refs import checked_image_size, relative_to_root, size_for_writing
+from posetune.data.images import IMAGE_EXTENSIONS
 from posetune.data.records import ImageRecord, Instance, KeypointDataset, Problem
 from posetune.data.spec import KeypointSpec
 from posetune.errors import DataError
@@ -386,12 +386,7 @@ def write(dataset: KeypointDataset, dest: Path) -> list[Path]:
     for record in dataset.images:
         json_path = dest / _json_name(record, used)
         image = Path(os.path.abspath(dataset.image_path(record)))
-        width, height = record.width, record.height
-        if (not width or not height) and image.is_file():
-            try:
-                width, height = image_size(image)
-            except DataError:
-                width, height = None, None
+        width, height = size_for_writing(image, record.width, record.height)
         shapes: list[dict] = []
         for i, inst in enumerate(record.instances):
             for j, name in enumerate(spec.keypoints):
