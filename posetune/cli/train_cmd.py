@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Optional
 
@@ -73,6 +74,9 @@ def _load(config: Optional[Path], overrides: list[str]):
     from posetune.config import load_config
     from posetune.config.presets import resolve_config_path
 
+    if config is not None and re.match(r"[A-Za-z_][\w.-]*=", str(config)) and not config.exists():
+        # no config file, only flags and overrides: the first override landed in CONFIG
+        config, overrides = None, [str(config), *overrides]
     path = resolve_config_path(config) if config is not None else None
     return load_config(path, overrides)
 
@@ -110,7 +114,8 @@ def register(app: typer.Typer) -> None:
                                out_dir, validate, seed, name, num_nodes, strategy) + list(overrides or [])
         cfg = _load(config, ov)
         result = run_train(cfg)
-        out.print(f"run directory: {result.run_dir}")
+        if result.is_global_zero:
+            out.print(f"run directory: {result.run_dir}")
 
     @app.command("lr-find")
     def lr_find(

@@ -3,6 +3,7 @@
 * :class:`MetricsCSV` writes ``metrics.csv`` (one row per epoch: train loss, val loss, val
   metrics, lr, images/s) atomically after every epoch; on resume it keeps the earlier rows.
 * :class:`OverfitWarning` says so when val loss rises for N epochs while train loss falls.
+* :class:`KeepKCheckpoint` keeps the k best epoch checkpoints beside best.ckpt / last.ckpt.
 * :class:`AtomicCheckpointIO` saves checkpoints to a temp file and renames it into place.
 """
 
@@ -19,6 +20,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from posetune.io_utils import atomic_path, write_text_atomic
 
@@ -45,7 +47,9 @@ class MetricsCSV(L.Callback):
         self._t0 = 0.0
         self._samples = 0
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # on_train_start, not on_fit_start: Lightning restores the loop state of a resumed
+        # checkpoint between the two, so only here is current_epoch the epoch training starts at
         start_epoch = trainer.current_epoch
         self.rows = [r for r in read_metrics_csv(self.path) if int(r["epoch"]) < start_epoch] if self.path.exists() else []
 
@@ -144,6 +148,19 @@ class StopAfterEpochs(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.current_epoch + 1 >= self.n:
             trainer.should_stop = True
+
+
+class KeepKCheckpoint(ModelCheckpoint):
+    """The keep-k epoch checkpoints (``train.checkpoint.keep_k``), beside the ``best``/``last``
+    ModelCheckpoint that monitors the same metric: Lightning keys a callback's saved state by
+    monitor and mode only, so two plain ModelCheckpoints on one metric cannot both be saved
+    ("Found more than one stateful callback of type ModelCheckpoint"). The filename and k make
+    this one's key unique."""
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(monitor=self.monitor, mode=self.mode, filename=self.filename,
+                                        save_top_k=self.save_top_k)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

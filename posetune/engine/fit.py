@@ -37,6 +37,8 @@ class RunResult:
     summary: dict[str, Any]
     rows: list[dict[str, Any]] = field(default_factory=list)
     oom_events: list[dict[str, Any]] = field(default_factory=list)
+    #: False in the other processes of a multi-process (DDP) run
+    is_global_zero: bool = True
 
 
 def run_dir_for(cfg: Config) -> Path:
@@ -96,7 +98,7 @@ def make_trainer(cfg: Config, run_dir: Path, callbacks: Sequence[L.Callback], pr
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from posetune.engine.callbacks import AtomicCheckpointIO
+    from posetune.engine.callbacks import AtomicCheckpointIO, KeepKCheckpoint
 
     t = cfg.train
     ckpt_dir = run_dir / "checkpoints"
@@ -107,7 +109,7 @@ def make_trainer(cfg: Config, run_dir: Path, callbacks: Sequence[L.Callback], pr
                                save_top_k=1, save_last=t.checkpoint.save_last, enable_version_counter=False,
                                auto_insert_metric_name=False))
     if t.checkpoint.keep_k > 1:
-        cbs.append(ModelCheckpoint(dirpath=ckpt_dir, filename="epoch{epoch:03d}", monitor=monitor,
+        cbs.append(KeepKCheckpoint(dirpath=ckpt_dir, filename="epoch{epoch:03d}", monitor=monitor,
                                    mode=t.checkpoint.mode, save_top_k=t.checkpoint.keep_k,
                                    auto_insert_metric_name=False, enable_version_counter=False))
     if t.early_stop.enabled:
@@ -167,6 +169,19 @@ def _check_resume(cfg: Config) -> str | None:
 def train(cfg: Config, *, datamodule: Any = None, model: Any = None, extra_callbacks: Sequence[L.Callback] = (),
           progress: bool = True, quiet: bool = False) -> RunResult:
     """Fine-tune a model as configured; returns where everything went and the summary."""
+    # train.deterministic switches torch's process-wide flag on (here and in Lightning): put it
+    # back afterwards so that a run does not change what the caller's code does next
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    try:
+        return _train(cfg, datamodule=datamodule, model=model, extra_callbacks=extra_callbacks, progress=progress,
+                      quiet=quiet)
+    finally:
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+
+
+def _train(cfg: Config, *, datamodule: Any, model: Any, extra_callbacks: Sequence[L.Callback], progress: bool,
+           quiet: bool) -> RunResult:
     from posetune.engine.callbacks import MetricsCSV, OverfitWarning, is_oom
     from posetune.engine.module import PoseModule
 
@@ -206,6 +221,11 @@ def train(cfg: Config, *, datamodule: Any = None, model: Any = None, extra_callb
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
                 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+                # DDP: the validation metrics are computed on the predictions gathered from every
+                # process (identical on all ranks); lr and images/s are logged by rank 0 only
+                warnings.filterwarnings("ignore", message=".*when logging on epoch level in distributed setting.*")
+                if resume:  # continuing a run: its checkpoint folder is expected to hold checkpoints
+                    warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
                 trainer.fit(module, datamodule=dm, ckpt_path=resume)
             break
         except BaseException as e:  # noqa: BLE001 - OOM guard, everything else re-raised
@@ -283,7 +303,7 @@ def finish_run(run_dir: Path, trainer: L.Trainer, rows: list[dict[str, Any]], wa
             plot_curves(rows, run_dir / "curves.png")
     return RunResult(run_dir=run_dir, best_checkpoint=best if best.exists() else None,
                      last_checkpoint=last if last.exists() else None, summary=summary, rows=rows,
-                     oom_events=oom_events)
+                     oom_events=oom_events, is_global_zero=trainer.is_global_zero)
 
 
 def print_summary(result: RunResult) -> None:

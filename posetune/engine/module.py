@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from posetune.config.schema import Config
+from posetune.data.datamodule import mix_seed
 from posetune.data.records import KeypointDataset
 from posetune.engine import freeze as fz
 from posetune.engine.optim import build_optimizer, build_scheduler
@@ -72,9 +73,15 @@ class PoseModule(L.LightningModule):
         return self.model(images)
 
     # ------------------------------------------------------------------ training
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Per-batch seeding: dropout & co. depend only on (seed, epoch, batch), so a resumed run
+        # repeats the original exactly. (Seeding once per epoch is not enough: Lightning creates
+        # the epoch's DataLoader iterator, which draws a seed from torch's global RNG, after
+        # on_train_epoch_start in a continuing run but before it in a resumed one, and not at
+        # all with persistent workers.)
+        torch.manual_seed(mix_seed(self.cfg.seed, self.current_epoch, batch_idx))
+
     def on_train_epoch_start(self) -> None:
-        # Per-epoch seeding: dropout & co. depend only on (seed, epoch), so resume is exact.
-        torch.manual_seed(self.cfg.seed * 1_000_003 + self.current_epoch)
         dm = getattr(self.trainer, "datamodule", None)
         if dm is not None and hasattr(dm, "set_epoch"):
             dm.set_epoch(self.current_epoch)
@@ -83,7 +90,10 @@ class PoseModule(L.LightningModule):
             todo = fz.unfreeze_schedule(self.model, self._frozen, ucfg.groups, ucfg.every, self.current_epoch)
             if todo:
                 fz.set_trainable(self.model, todo, True, key="train.unfreeze.groups")
-                fz.apply_bn_eval(self.model, self.cfg.train.freeze_bn)
+        # Lightning 2.x never calls .train() during fit (validation restores each module's own
+        # mode), so set the modes here: everything trains except frozen BatchNorm layers (all of
+        # them with freeze_bn, else those of frozen stages), whose running statistics must not move.
+        self.train()
         self._epoch_t0 = time.perf_counter()
         self._epoch_samples = 0
 
@@ -157,6 +167,16 @@ class PoseModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # ------------------------------------------------------------------ checkpoints
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Resuming: Lightning creates the training DataLoader iterator (DataLoader workers start
+        # prefetching at once) before it sets the sampler's epoch, so the first resumed epoch
+        # would replay epoch 0's order and augmentations. Set the epoch being resumed now.
+        progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+        epoch = progress.get("processed")
+        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if epoch is not None and dm is not None and hasattr(dm, "set_epoch"):
+            dm.set_epoch(int(epoch))
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         from posetune.engine.metadata import checkpoint_metadata
 
