@@ -81,6 +81,9 @@ class MetricsCSV(L.Callback):
         self.rows.append(row)
         if trainer.is_global_zero:
             self.write()
+            extra = {k: row[k] for k in ("lr", "images_per_s") if row.get(k) is not None}
+            for logger in trainer.loggers:  # TensorBoard gets the per-epoch LR and throughput too
+                logger.log_metrics(extra, step=trainer.global_step)
 
     def write(self) -> None:
         columns = list(FIRST_COLUMNS)

@@ -9,7 +9,6 @@ posetune.evaluation (PCK, COCO AP when the labels allow it, EPE).
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import lightning as L
@@ -51,9 +50,6 @@ class PoseModule(L.LightningModule):
         self.val_data = val_data
         self._val_records: list[dict[str, Any]] = []
         self._frozen: list[str] = []
-        self._epoch_t0 = 0.0
-        self._epoch_samples = 0
-        self.images_per_second: list[float] = []
         self.automatic_optimization = True
 
     # ------------------------------------------------------------------ setup
@@ -94,8 +90,6 @@ class PoseModule(L.LightningModule):
         # mode), so set the modes here: everything trains except frozen BatchNorm layers (all of
         # them with freeze_bn, else those of frozen stages), whose running statistics must not move.
         self.train()
-        self._epoch_t0 = time.perf_counter()
-        self._epoch_samples = 0
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         outputs = self.model(batch["image"])
@@ -107,23 +101,10 @@ class PoseModule(L.LightningModule):
                 hint="lower train.optimizer.lr, turn AMP off (train.amp=false) or set train.clip_grad=5.0",
             )
         bs = batch["image"].shape[0]
-        self._epoch_samples += bs
         self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=bs, sync_dist=True)
         for k, v in parts.items():
             self.log(f"train_{k}", float(v), on_step=False, on_epoch=True, batch_size=bs, sync_dist=True)
         return loss
-
-    def on_train_epoch_end(self) -> None:
-        dt = time.perf_counter() - self._epoch_t0
-        if dt > 0 and self._epoch_samples:
-            ips = self._epoch_samples * max(1, self.trainer.world_size) / dt
-            self.images_per_second.append(ips)
-            self.log("images_per_s", ips, sync_dist=False, rank_zero_only=True)
-        opt = self.optimizers()
-        if opt is not None:
-            optimizer = opt.optimizer if hasattr(opt, "optimizer") else opt
-            head_lr = optimizer.param_groups[-1]["lr"]
-            self.log("lr", head_lr, rank_zero_only=True)
 
     # ------------------------------------------------------------------ validation
     def on_validation_epoch_start(self) -> None:
