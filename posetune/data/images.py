@@ -11,14 +11,28 @@ from posetune.errors import DataError
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
+#: EXIF orientations (5-8) that turn the stored image by 90 degrees for display.
+_EXIF_ORIENTATION_TAG = 0x0112
+_TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
+
+
 def image_size(path: str | Path) -> tuple[int, int]:
-    """(width, height) from the file header, without decoding the pixels."""
+    """(width, height) as displayed, from the file header, without decoding the pixels.
+
+    A phone photo stored sideways with an EXIF orientation tag (5-8) reports its displayed size,
+    the size :func:`load_image` returns and labelling tools (LabelMe, CVAT, browsers) label in.
+    """
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     try:
         with Image.open(path) as im:
-            return int(im.width), int(im.height)
+            w, h = int(im.width), int(im.height)
+            try:
+                orientation = im.getexif().get(_EXIF_ORIENTATION_TAG, 1)
+            except Exception:  # a broken EXIF block: the pixels are still usable as stored
+                orientation = 1
+            return (h, w) if orientation in _TRANSPOSING_ORIENTATIONS else (w, h)
     except FileNotFoundError:
         raise DataError("image not found", where=path, hint="check the image path / image_root") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
@@ -28,7 +42,7 @@ def image_size(path: str | Path) -> tuple[int, int]:
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """Decode an image as an RGB uint8 array of shape (H, W, 3)."""
+    """Decode an image as an RGB uint8 array of shape (H, W, 3), turned by its EXIF orientation."""
     import cv2
 
     path = Path(path)
