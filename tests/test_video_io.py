@@ -149,6 +149,42 @@ def test_writer_round_trip_fps_count_pixels(tmp_path: Path):
     assert r_ > 150 and g < 100 and b < 100
 
 
+def _phone_video(path: Path, stored: list[np.ndarray], rotation: int) -> Path:
+    """Landscape frames plus a display-matrix rotation, the way phones store portrait video."""
+    h, w = stored[0].shape[:2]
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        s.options = {"crf": "12"}
+        s.set_display_rotation(rotation)
+        for img in stored:
+            for pkt in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
+    return path
+
+
+@pytest.mark.parametrize("rotation", [90, -90, 180])
+def test_phone_video_is_turned_upright(tmp_path: Path, rotation: int):
+    upright = [pattern_frame(i, (96, 160)) for i in range(6)]  # portrait 96x160, as the phone showed it
+    turns = round(rotation / 90) % 4
+    stored = [np.ascontiguousarray(np.rot90(img, -turns)) for img in upright]  # what the phone wrote
+    path = _phone_video(tmp_path / "phone.mp4", stored, rotation)
+    with VideoReader(path) as r:
+        assert r.rotation == rotation
+        assert (r.width, r.height) == (96, 160)
+        frames = list(r)
+    assert len(frames) == 6
+    for fr, want in zip(frames, upright):
+        assert fr.image.shape == (160, 96, 3)
+        assert np.abs(fr.image.astype(int) - want.astype(int)).mean() < 3.0
+    # the stored orientation stays available
+    with VideoReader(path, autorotate=False) as r:
+        assert (r.width, r.height) == (stored[0].shape[1], stored[0].shape[0])
+        assert next(iter(r)).image.shape == stored[0].shape
+
+
 def test_writer_pads_odd_sizes_and_is_atomic(tmp_path: Path):
     target = tmp_path / "odd.mp4"
     with VideoWriter(target, 25, (99, 51)) as w:

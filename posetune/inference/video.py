@@ -15,6 +15,11 @@
   quietly instead of raising and the caller checks ``reader.error`` — so a predictor keeps the
   results for the frames processed before the fault either way.
 
+  **Rotation.** Phones store portrait video as landscape frames plus a display-matrix rotation.
+  The reader turns every frame upright the way players show it (``autorotate=True``, like
+  FFmpeg), so ``width``/``height`` and the keypoints predicted on the frames are in the displayed
+  orientation; ``rotation`` keeps the stored counter-clockwise angle (0, 90, 180 or -90).
+
 * :func:`open_camera` opens a webcam (or a stream URL) with OpenCV; iteration yields the same
   ``VideoFrame`` objects with wall-clock times.
 
@@ -82,7 +87,8 @@ class VideoReader:
     how corrupt and truncated files are reported.
     """
 
-    def __init__(self, path: str | Path, *, on_error: Literal["raise", "stop"] = "raise", threads: bool = True):
+    def __init__(self, path: str | Path, *, on_error: Literal["raise", "stop"] = "raise", threads: bool = True,
+                 autorotate: bool = True):
         self.path = Path(path)
         if on_error not in ("raise", "stop"):
             raise ValueError("on_error must be 'raise' or 'stop'")
@@ -113,6 +119,10 @@ class VideoReader:
             container.close()
             raise InferenceError("video stream has no frame size", where=self.path,
                                  hint="the file is corrupt or uses an unsupported codec")
+        self.rotation = _display_rotation(container, stream)
+        self._turns = (round(self.rotation / 90) % 4) if autorotate else 0
+        if self._turns % 2:
+            self.width, self.height = self.height, self.width
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         self.fps_is_guess = not rate or rate <= 0
         self.fps: Fraction = Fraction(30) if self.fps_is_guess else Fraction(rate)
@@ -128,7 +138,7 @@ class VideoReader:
                 duration = container.duration / 1_000_000
             self.frame_count = int(round(duration * float(self.fps))) if duration else 0
             self.frame_count_is_estimate = True
-        self._used = False
+        self._used = True  # the rotation probe decoded from the container: frames() reopens it
 
     # ------------------------------------------------------------------ properties
     @property
@@ -208,6 +218,8 @@ class VideoReader:
                 t = index / float(self.fps)
             if index >= start and (index - start) % step == 0:
                 image = frame.to_ndarray(format="rgb24")
+                if self._turns:
+                    image = np.ascontiguousarray(np.rot90(image, self._turns))
                 self.frames_read += 1
                 yield VideoFrame(index, t, image)
             index += 1
@@ -238,6 +250,23 @@ class VideoReader:
             if fr.index in want:
                 out[fr.index] = fr.image
         return out
+
+
+def _display_rotation(container, stream) -> int:
+    """The counter-clockwise display rotation of a video stream in degrees (0 when it has none).
+
+    It lives in the frames' display-matrix side data, so the first frame is decoded to read it;
+    a file whose first frame does not decode has no usable rotation and reports 0 (the decoding
+    error is raised later, by the frame loop, with its place).
+    """
+    av = _av()
+    try:
+        for frame in container.decode(stream):
+            degrees = int(round(float(getattr(frame, "rotation", 0) or 0)))
+            return -((180 - degrees) % 360 - 180)  # in (-180, 180]: a half turn reads 180
+    except (av.FFmpegError, OSError, ValueError):
+        pass
+    return 0
 
 
 def _short(e: BaseException) -> str:
