@@ -36,9 +36,13 @@ def _one_thread():
 
 def constant_pose() -> np.ndarray:
     """(17, 2) normalised crop coordinates spanning [1/6, 5/6] in x and y: the box around them,
-    padded 0.1 per side and then 1.25 by the crop, is the crop again (a fixed point of tracking)."""
+    padded 0.1 per side and then 1.25 by the crop, is the crop again (a fixed point of tracking).
+    Shoulders straight above hips: an upright subject (body rotation 0)."""
     rng = np.random.default_rng(3)
     pose = rng.uniform(0.25, 0.75, (17, 2))
+    for name, xy in (("left_shoulder", (0.62, 0.3)), ("right_shoulder", (0.38, 0.3)),
+                     ("left_hip", (0.58, 0.55)), ("right_hip", (0.42, 0.55))):
+        pose[COCO17.index(name)] = xy
     pose[COCO17.index("nose")] = (0.5, 1 / 6)
     pose[COCO17.index("left_ankle")] = (5 / 6, 5 / 6)
     pose[COCO17.index("right_ankle")] = (1 / 6, 5 / 6)

@@ -140,6 +140,9 @@ def predict(
                                  help="Video crops: track (follow the previous frame's keypoints), frame (whole "
                                       "frame) or detector (detect every frame)."),
     flip_test: bool = typer.Option(False, "--flip-test", help="Average with the horizontally flipped crop."),
+    rotate: bool = typer.Option(True, "--rotate/--no-rotate",
+                                help="Crop lying or leaning people turned upright (body rotation from the "
+                                     "detector, or from the hips and shoulders of the previous video frame)."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
     batch_size: int = typer.Option(16, "--batch-size", help="Crops per forward pass."),
     score_thr: float = typer.Option(0.3, "--score-thr",
@@ -192,7 +195,7 @@ def predict(
     if out.exists() and not out.is_dir():
         raise ConfigError("--out is a file, not a folder", where=out, hint="give a folder for the outputs")
     predictor = _load_predictor(model, device, flip_test, batch_size, score_thr, nms_thr,
-                                "none" if dets is not None else detector, allow_unsafe_load)
+                                "none" if dets is not None else detector, allow_unsafe_load, rotate)
     out.mkdir(parents=True, exist_ok=True)
     if src.kind == "images":
         _run_images(predictor, src, out, dets, max_frames, save_frames)
@@ -201,7 +204,7 @@ def predict(
 
 
 def _load_predictor(model: str, device: str, flip_test: bool, batch_size: int, score_thr: float, nms_thr: float,
-                    detector: str, allow_unsafe: bool):
+                    detector: str, allow_unsafe: bool, rotate: bool = True):
     import torch
 
     from posetune.cli.console import err
@@ -211,7 +214,7 @@ def _load_predictor(model: str, device: str, flip_test: bool, batch_size: int, s
     with err.status(f"loading {model} ..."):
         predictor = Predictor.from_checkpoint(model, device=device, flip_test=flip_test, batch_size=batch_size,
                                               score_thr=score_thr, detector=detector, allow_unsafe=allow_unsafe,
-                                              nms_thr=nms_thr)
+                                              nms_thr=nms_thr, rotate=rotate)
     det = type(predictor.detector).__name__ if predictor.detector is not None else "none"
     err.print(f"model {predictor.name}: {predictor.spec.num_keypoints} keypoints, input "
               f"{predictor.input_size[0]}x{predictor.input_size[1]}, detector {det}, device {predictor.device} "

@@ -149,10 +149,16 @@ def warp_image(image: np.ndarray, m: np.ndarray, output_size: Size, border_value
 
 
 def topdown_crop(image: np.ndarray, bbox_xywh: np.ndarray | Sequence[float], input_size: Size,
-                 use_udp: bool = False, padding: float = 1.25) -> tuple[np.ndarray, np.ndarray]:
-    """The deterministic crop used for evaluation and prediction: ``(crop, M image->input)``."""
+                 use_udp: bool = False, padding: float = 1.25, rotation: float = 0.0
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The deterministic crop used for evaluation and prediction: ``(crop, M image->input)``.
+
+    ``rotation`` is the subject's tilt in degrees, counter-clockwise as displayed (0: upright);
+    the crop turns the content back by it so the subject stands upright in the crop, and
+    ``bbox_xywh`` is then the box in the subject's upright frame, centred on its centre.
+    """
     center, scale = bbox_to_center_scale(bbox_xywh, input_size[0] / input_size[1], padding)
-    m = get_warp_matrix(center, scale, 0.0, input_size, use_udp=use_udp)
+    m = get_warp_matrix(center, scale, -float(rotation), input_size, use_udp=use_udp)
     return warp_image(image, m, input_size), m
 
 

@@ -2,7 +2,10 @@
 or the previous frame's keypoints.
 
 Boxes are numpy arrays ``(N, 5)``: ``x, y, w, h`` in image pixels (pixel centres at integers,
-like every posetune coordinate) and a box score.
+like every posetune coordinate) and a box score, or ``(N, 6)`` with a sixth column, the subject's
+**rotation** in degrees (counter-clockwise as displayed, 0 = upright). A rotated box is the box in
+the subject's upright frame, centred on its centre; the predictor crops it turned upright, the way
+MediaPipe crops a person who is lying or leaning (a rehab exercise on a mat, a fall).
 
 * :func:`boxes_from_coco_detections` — a COCO detection results json (``image_id``, ``bbox``,
   ``score``, ``category_id``), or a COCO dataset json whose annotations carry boxes. Images are
@@ -10,7 +13,11 @@ like every posetune coordinate) and a box score.
   as ``000000000785.jpg`` matches id 785; for a video, ``image_id`` is the frame index).
 * :func:`whole_frame` — one box covering the image (the single-subject lab / rehab case).
 * :func:`box_from_keypoints` — the padded box around the confident keypoints of a previous frame
-  (BlazePose-style tracking: the next frame's crop follows the subject).
+  (BlazePose-style tracking: the next frame's crop follows the subject); with ``rotation`` the box
+  is taken in the subject's upright frame. :func:`body_rotation` reads that rotation from the
+  hips and shoulders (mid-hip -> mid-shoulder; MPII: pelvis -> thorax).
+* :func:`rotated_box_corners` / :func:`enclosing_box` — the corners of a rotated box and the
+  axis-aligned box around them (what predictions report and drawings show).
 * :class:`MediaPipePoseDetector` — MediaPipe's BlazePose person detector
   (``pose_detection.tflite``, converted to PyTorch by :mod:`posetune.models.mediapipe`).
 
@@ -28,7 +35,8 @@ with MediaPipe's *weighted* non-maximum suppression (overlapping detections are 
 weighted by their scores). The **person box** is BlazePose's region of interest before its 1.25x
 enlargement: the square centred on the mid-hip point whose half side is the distance from the
 mid-hip point to the body-circle point. The predictor's crop padding (1.25) then gives exactly
-MediaPipe's landmark ROI (without its rotation: posetune crops are upright).
+MediaPipe's landmark ROI; ``boxes_batch(images, rotated=True)`` adds its rotation (the hip ->
+body-circle direction turned upright) as the sixth column.
 """
 
 from __future__ import annotations
@@ -43,13 +51,14 @@ import numpy as np
 
 from posetune.errors import DataError, ModelError
 
-#: columns of a box array
-BOX_COLUMNS = ("x", "y", "w", "h", "score")
+#: columns of a box array (the sixth, rotation, is optional)
+BOX_COLUMNS = ("x", "y", "w", "h", "score", "rotation")
 
 
 # ============================================================================ box arrays
 def as_boxes(boxes: Any, where: str = "boxes") -> np.ndarray:
-    """``(N, 5)`` float64 boxes from ``(4,)``, ``(5,)``, ``(N, 4)`` or ``(N, 5)`` input (score 1 when absent).
+    """``(N, 5)`` float64 boxes from ``(4,)``, ``(5,)``, ``(N, 4)`` or ``(N, 5)`` input (score 1 when
+    absent); ``(N, 6)`` input (with a rotation column) stays ``(N, 6)``.
 
     Raises :class:`~posetune.errors.DataError` for other shapes, non-finite values or
     non-positive sizes.
@@ -59,8 +68,8 @@ def as_boxes(boxes: Any, where: str = "boxes") -> np.ndarray:
         return np.zeros((0, 5))
     if arr.ndim == 1:
         arr = arr[None]
-    if arr.ndim != 2 or arr.shape[1] not in (4, 5):
-        raise DataError(f"boxes must be x, y, w, h[, score] rows, got shape {arr.shape}", where=where,
+    if arr.ndim != 2 or arr.shape[1] not in (4, 5, 6):
+        raise DataError(f"boxes must be x, y, w, h[, score[, rotation]] rows, got shape {arr.shape}", where=where,
                         hint="give a list of [x, y, w, h] (COCO xywh) boxes")
     if arr.shape[1] == 4:
         arr = np.c_[arr, np.ones(len(arr))]
@@ -77,13 +86,16 @@ def whole_frame(width: int, height: int) -> np.ndarray:
 
 
 def box_from_keypoints(keypoints: np.ndarray, scores: np.ndarray | None = None, padding: float = 0.25,
-                       score_thr: float = 0.3, min_points: int = 2, min_size: float = 1.0) -> np.ndarray | None:
+                       score_thr: float = 0.3, min_points: int = 2, min_size: float = 1.0,
+                       rotation: float = 0.0) -> np.ndarray | None:
     """The ``(4,)`` xywh box around the keypoints scored ``>= score_thr``, grown by ``padding`` times
     its width and height on every side; None when fewer than ``min_points`` points qualify.
 
     A thin extent (a subject seen edge-on) is widened to at least a quarter of the other side so
     the next crop still holds the whole subject, and the box is scaled up (about its centre) until
-    its longer side, before padding, is at least ``min_size`` pixels.
+    its longer side, before padding, is at least ``min_size`` pixels. With ``rotation`` (degrees,
+    counter-clockwise as displayed) the box is measured in the subject's upright frame and
+    centred on the points' centre in the image (a rotated box, see the module docstring).
     """
     xy = np.asarray(keypoints, dtype=np.float64).reshape(-1, 2)
     ok = np.isfinite(xy).all(axis=1)
@@ -92,6 +104,12 @@ def box_from_keypoints(keypoints: np.ndarray, scores: np.ndarray | None = None, 
     if ok.sum() < max(1, min_points):
         return None
     p = xy[ok]
+    if rotation:
+        upright = box_from_keypoints(_turn(p, -rotation), None, padding, min_points=min_points, min_size=min_size)
+        if upright is None:
+            return None
+        centre = _turn((upright[:2] + upright[2:] / 2)[None], rotation)[0]
+        return np.r_[centre - upright[2:] / 2, upright[2:]]
     x0, y0 = p.min(axis=0)
     x1, y1 = p.max(axis=0)
     w, h = x1 - x0, y1 - y0
@@ -102,6 +120,62 @@ def box_from_keypoints(keypoints: np.ndarray, scores: np.ndarray | None = None, 
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     w, h = w * (1 + 2 * padding), h * (1 + 2 * padding)
     return np.array([cx - w / 2, cy - h / 2, w, h])
+
+
+def body_rotation(spec, keypoints: np.ndarray, scores: np.ndarray | None = None,
+                  score_thr: float = 0.3) -> float | None:
+    """The subject's rotation in degrees, counter-clockwise as displayed (0: upright, the mid-hip ->
+    mid-shoulder vector points up; 90: lying with the head to the image left), in (-180, 180].
+
+    Reads the spec's ``left_/right_hip`` and ``left_/right_shoulder`` (at least one of each scored
+    ``>= score_thr``; MPII's ``pelvis``/``thorax`` otherwise). None for specs without them (hands,
+    faces, animals) or when they are not seen, or the two centres coincide.
+    """
+    xy = np.asarray(keypoints, dtype=np.float64).reshape(-1, 2)
+    ok = np.isfinite(xy).all(axis=1)
+    if scores is not None:
+        ok &= np.nan_to_num(np.asarray(scores, dtype=np.float64).reshape(-1), nan=-1.0) >= score_thr
+
+    def centre(names: Sequence[str]) -> np.ndarray | None:
+        idx = [spec.index(n) for n in names if spec.has(n)]
+        idx = [i for i in idx if i < len(ok) and ok[i]]
+        return xy[idx].mean(axis=0) if idx else None
+
+    low, high = centre(("left_hip", "right_hip")), centre(("left_shoulder", "right_shoulder"))
+    if low is None or high is None:
+        low, high = centre(("pelvis",)), centre(("thorax",))
+    if low is None or high is None:
+        return None
+    d = high - low
+    if np.hypot(*d) < 1e-6:
+        return None
+    angle = float(np.degrees(np.arctan2(-d[1], d[0]))) - 90.0
+    return -((180.0 - angle) % 360.0 - 180.0)
+
+
+def _turn(points: np.ndarray, degrees: float) -> np.ndarray:
+    """``points`` (N, 2) turned counter-clockwise as displayed (image y down) about the origin."""
+    t = np.radians(degrees)
+    cs, sn = np.cos(t), np.sin(t)
+    return points @ np.array([[cs, -sn], [sn, cs]])
+
+
+def rotated_box_corners(box: np.ndarray | Sequence[float], rotation: float = 0.0) -> np.ndarray:
+    """``(4, 2)`` corners in the image of the xywh ``box`` of a subject rotated by ``rotation``
+    degrees (the box is in the subject's upright frame, turned about its centre)."""
+    x, y, w, h = (float(v) for v in np.asarray(box, dtype=np.float64)[:4])
+    c = np.array([x + w / 2, y + h / 2])
+    half = np.array([[-w, -h], [w, -h], [w, h], [-w, h]]) / 2
+    return c + _turn(half, rotation)
+
+
+def enclosing_box(box: np.ndarray | Sequence[float], rotation: float = 0.0) -> np.ndarray:
+    """The axis-aligned xywh box around a rotated box (the box itself when ``rotation`` is 0)."""
+    if not rotation:
+        return np.asarray(box, dtype=np.float64)[:4].copy()
+    corners = rotated_box_corners(box, rotation)
+    lo, hi = corners.min(axis=0), corners.max(axis=0)
+    return np.r_[lo, hi - lo]
 
 
 def box_iou_matrix(a: np.ndarray, b: np.ndarray, mode: str = "iou") -> np.ndarray:
@@ -399,6 +473,8 @@ class MediaPipePoseDetector:
 
     INPUT_SIZE = 224
     NUM_KEYPOINTS = 4
+    #: ``boxes_batch(images, rotated=True)`` gives rotated boxes (see :class:`~posetune.inference.predictor.Predictor`)
+    gives_rotation = True
 
     def __init__(self, *, score_thr: float = 0.5, nms_iou: float = 0.3, max_detections: int = 10,
                  version: str | None = None, device: Any = "cpu", module: Any = None):
@@ -473,8 +549,12 @@ class MediaPipePoseDetector:
         """The people in one RGB uint8 image, best first."""
         return self.detect_batch([image])[0]
 
-    def boxes_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """``(N, 5)`` person boxes (xywh + score) per image."""
+    def boxes_batch(self, images: Sequence[np.ndarray], rotated: bool = False) -> list[np.ndarray]:
+        """``(N, 5)`` person boxes (xywh + score) per image; with ``rotated``, ``(N, 6)``: MediaPipe's
+        square ROI around the body circle and the body's rotation (see the module docstring)."""
+        if rotated:
+            return [np.array([np.r_[d.roi, d.score, d.rotation] for d in dets]).reshape(-1, 6)
+                    for dets in self.detect_batch(images)]
         return [np.array([np.r_[d.box, d.score] for d in dets]).reshape(-1, 5) for dets in self.detect_batch(images)]
 
     def __call__(self, image: np.ndarray) -> np.ndarray:

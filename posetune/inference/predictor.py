@@ -10,6 +10,12 @@ built-in MediaPipe network, see :data:`BUILTIN_MODELS`) and runs it on crops aro
   model's aspect ratio and padded (``bbox_padding``, 1.25), cropped with one affine warp
   (:func:`posetune.data.transforms.topdown_crop`, the evaluation crop of training), and the
   keypoints are mapped back to image pixels with the inverse warp;
+* **rotation** (``rotate=True``, the default) — a subject who is lying or leaning is cropped turned
+  upright, the way MediaPipe crops: the detector's boxes carry the body's rotation, and in video
+  tracking the next crop takes it from the previous frame's hips and shoulders
+  (:func:`~posetune.inference.detectors.body_rotation`; specs without them stay upright). Given
+  boxes may carry it as a sixth column. Top-down networks are trained on upright people, so this
+  is what keeps a patient on a mat or a fallen person readable;
 * **batching** — the crops of many boxes / images / video frames go through the network in
   batches of ``batch_size`` on the chosen device;
 * **several subjects** — predictions whose poses overlap (OKS above ``nms_thr``) are merged by
@@ -52,8 +58,8 @@ import torch
 
 from posetune.data.spec import KeypointSpec
 from posetune.errors import CheckpointError, ConfigError, DataError, InferenceError, ModelError
-from posetune.inference.detectors import (DetectionBoxes, as_boxes, box_from_keypoints, box_iou_matrix,
-                                          build_detector, whole_frame)
+from posetune.inference.detectors import (DetectionBoxes, as_boxes, body_rotation, box_from_keypoints,
+                                          box_iou_matrix, build_detector, enclosing_box, whole_frame)
 
 from posetune.devices import resolve_device
 from posetune.models.zoo import BUILTIN_MODELS, builtin_name
@@ -289,12 +295,13 @@ class Predictor:
     an object with ``boxes_batch(images) -> list of (N, 5) arrays``. ``bbox_padding`` grows every
     box before cropping, ``track_padding`` pads the box around the previous frame's keypoints,
     ``nms_thr`` is the OKS above which two predictions are one subject (1.0 turns merging off).
+    ``rotate`` crops lying or leaning subjects turned upright (see the module docstring).
     """
 
     def __init__(self, model, *, device: str | torch.device | None = "cpu", flip_test: bool = False,
                  batch_size: int = 16, score_thr: float = 0.3, detector: Any = None, bbox_padding: float = 1.25,
                  track_padding: float = 0.1, nms_thr: float = 0.9, redetect_every: int = 30,
-                 min_track_size: float = 16.0, name: str | None = None):
+                 min_track_size: float = 16.0, rotate: bool = True, name: str | None = None):
         if batch_size < 1:
             raise ConfigError(f"batch size must be >= 1, got {batch_size}", where="--batch-size")
         if not 0.0 <= score_thr <= 1.0:
@@ -309,6 +316,7 @@ class Predictor:
         self.nms_thr = float(nms_thr)
         self.redetect_every = int(redetect_every)
         self.min_track_size = float(min_track_size)
+        self.rotate = bool(rotate)
         self.name = name or type(model).__name__
         if isinstance(detector, str):
             detector = None if detector == "none" else build_detector(detector, device=self.device)
@@ -377,7 +385,8 @@ class Predictor:
         crops, warps, owner = [], [], []
         for i, (img, bx) in enumerate(zip(images, boxes)):
             for b in bx:
-                crop, m = topdown_crop(img, b[:4], size, use_udp=use_udp, padding=self.bbox_padding)
+                angle = float(b[5]) if len(b) > 5 else 0.0
+                crop, m = topdown_crop(img, b[:4], size, use_udp=use_udp, padding=self.bbox_padding, rotation=angle)
                 crops.append(crop)
                 warps.append(m)
                 owner.append(i)
@@ -397,7 +406,8 @@ class Predictor:
             s = sc[n]
             good = s >= self.score_thr
             kp_score = float(s[good].mean()) if good.any() else 0.0
-            out[i].append(PosePrediction(xy, s, np.asarray(box[:4], dtype=np.float64), float(box[4]),
+            angle = float(box[5]) if len(box) > 5 else 0.0
+            out[i].append(PosePrediction(xy, s, enclosing_box(box, angle), float(box[4]),
                                          float(box[4]) * kp_score, None, cat))
         return [self._nms(p) for p in out]
 
@@ -415,7 +425,11 @@ class Predictor:
         """``(N, 5)`` boxes per image when none are given: the detector's, else the whole frame."""
         if self.detector is not None:
             self.stats["detector_images"] += len(images)
-            return [as_boxes(b, "detector") for b in self.detector.boxes_batch(list(images))]
+            if self.rotate and getattr(self.detector, "gives_rotation", False):
+                found = self.detector.boxes_batch(list(images), rotated=True)
+            else:
+                found = self.detector.boxes_batch(list(images))
+            return [as_boxes(b, "detector") for b in found]
         return [whole_frame(img.shape[1], img.shape[0]) for img in images]
 
     def _resolve_boxes(self, images: Sequence[np.ndarray], sources: Sequence[Any], boxes: Any
@@ -607,10 +621,11 @@ class Predictor:
             tracked = []
             for p in preds:
                 if self._still_there(p):
+                    angle = body_rotation(self.spec, p.keypoints, p.scores, self.score_thr) if self.rotate else None
                     b = box_from_keypoints(p.keypoints, p.scores, self.track_padding, self.score_thr,
-                                           min_size=self.min_track_size)
+                                           min_size=self.min_track_size, rotation=angle or 0.0)
                     if b is not None:
-                        tracked.append(np.r_[b, p.box_score])
+                        tracked.append(np.r_[b, p.box_score, angle or 0.0])
             yield f, preds
 
     #: a tracked subject whose confident keypoints span less than this part of its crop box has
