@@ -223,6 +223,7 @@ def test_one_line_errors(ckpt, coco, tmp_path, capsys):
         (["predict", ckpt, "--source", "7", "--out", out, "--no-show"], "cannot open camera 7"),
         (["predict", ckpt, "0", "--out", out, "--smooth", "kalman"], "--smooth"),
         (["predict", ckpt, "0", "--out", out, "--box-mode", "nearest"], "--box-mode"),
+        (["predict", ckpt, "0", "--out", out, "--detector", "yolo"], "mediapipe-palm"),
     ]
     if not gui_available():
         cases.append((["predict", ckpt, "0", "--out", out, "--show"], "--no-show"))

@@ -134,8 +134,10 @@ def predict(
                                          help="COCO detection results json (image_id, bbox, score); for a video "
                                               "image_id is the frame index."),
     detector: str = typer.Option("auto", "--detector",
-                                 help="Person detector when no --boxes: mediapipe, none (whole frame) or auto "
-                                      "(mediapipe for mediapipe-pose, else none)."),
+                                 help="Detector when no --boxes: mediapipe (people), mediapipe-palm (hands), "
+                                      "mediapipe-face, none (whole frame) or auto (the built-in model's own: "
+                                      "people for mediapipe-pose, palms for mediapipe-hand, faces for "
+                                      "mediapipe-face; none for checkpoints)."),
     box_mode: str = typer.Option("track", "--box-mode",
                                  help="Video crops: track (follow the previous frame's keypoints), frame (whole "
                                       "frame) or detector (detect every frame)."),
@@ -175,8 +177,11 @@ def predict(
     if box_mode not in BOX_MODES:
         raise ConfigError(f"unknown box mode '{box_mode}'", where="--box-mode",
                           hint=f"use one of: {', '.join(BOX_MODES)}")
-    if detector not in ("auto", "mediapipe", "none"):
-        raise ConfigError(f"unknown detector '{detector}'", where="--detector", hint="use mediapipe, none or auto")
+    from posetune.inference.detectors import DETECTORS
+
+    if detector not in ("auto", "none", *DETECTORS):
+        raise ConfigError(f"unknown detector '{detector}'", where="--detector",
+                          hint=f"use {', '.join(DETECTORS)}, none or auto")
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}", where="--batch-size")
     if not 0.0 <= score_thr <= 1.0:

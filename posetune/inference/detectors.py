@@ -19,7 +19,9 @@ MediaPipe crops a person who is lying or leaning (a rehab exercise on a mat, a f
 * :func:`rotated_box_corners` / :func:`enclosing_box` — the corners of a rotated box and the
   axis-aligned box around them (what predictions report and drawings show).
 * :class:`MediaPipePoseDetector` — MediaPipe's BlazePose person detector
-  (``pose_detection.tflite``, converted to PyTorch by :mod:`posetune.models.mediapipe`).
+  (``pose_detection.tflite``, converted to PyTorch by :mod:`posetune.models.mediapipe`); its
+  palm and face siblings are in :mod:`posetune.inference.part_detectors`, all three built on
+  :class:`MediaPipeSSDDetector` and picked by name with :func:`build_detector`.
 
 MediaPipe pose detector. The network sees the image letterboxed into 224x224 (aspect kept,
 black borders, values in [-1, 1]) and scores 2254 SSD anchors: a 28x28 grid (stride 8) and a 14x14
@@ -128,8 +130,9 @@ def body_rotation(spec, keypoints: np.ndarray, scores: np.ndarray | None = None,
     mid-shoulder vector points up; 90: lying with the head to the image left), in (-180, 180].
 
     Reads the spec's ``left_/right_hip`` and ``left_/right_shoulder`` (at least one of each scored
-    ``>= score_thr``; MPII's ``pelvis``/``thorax`` otherwise). None for specs without them (hands,
-    faces, animals) or when they are not seen, or the two centres coincide.
+    ``>= score_thr``; MPII's ``pelvis``/``thorax`` otherwise); for a hand, ``wrist`` ->
+    ``middle_finger_mcp`` (MMPose: ``middle_finger1``) pointing up is 0, as MediaPipe's hand crops.
+    None for specs without them (faces, animals), when they are not seen, or the two coincide.
     """
     xy = np.asarray(keypoints, dtype=np.float64).reshape(-1, 2)
     ok = np.isfinite(xy).all(axis=1)
@@ -144,12 +147,20 @@ def body_rotation(spec, keypoints: np.ndarray, scores: np.ndarray | None = None,
     low, high = centre(("left_hip", "right_hip")), centre(("left_shoulder", "right_shoulder"))
     if low is None or high is None:
         low, high = centre(("pelvis",)), centre(("thorax",))
+    if low is None or high is None:  # a hand: wrist -> middle finger knuckle (MediaPipe / MMPose names)
+        low, high = centre(("wrist",)), centre(("middle_finger_mcp", "middle_finger1"))
     if low is None or high is None:
         return None
-    d = high - low
-    if np.hypot(*d) < 1e-6:
+    if np.hypot(*(high - low)) < 1e-6:
         return None
-    angle = float(np.degrees(np.arctan2(-d[1], d[0]))) - 90.0
+    return vector_rotation(low, high, 90.0)
+
+
+def vector_rotation(start: np.ndarray, end: np.ndarray, target_deg: float = 90.0) -> float:
+    """How far the vector ``start -> end`` is turned counter-clockwise (as displayed) from the
+    direction ``target_deg`` (90: straight up, 0: to the image right), in degrees in (-180, 180]."""
+    d = np.asarray(end, dtype=np.float64) - np.asarray(start, dtype=np.float64)
+    angle = float(np.degrees(np.arctan2(-d[1], d[0]))) - float(target_deg)
     return -((180.0 - angle) % 360.0 - 180.0)
 
 
@@ -456,23 +467,31 @@ class PoseDetection:
     def rotation(self) -> float:
         """Body rotation in degrees, counter-clockwise as displayed (0: upright; the hip -> body-circle
         vector points up), the opposite sign of MediaPipe's clockwise ROI rotation."""
-        d = self.keypoints[1] - self.keypoints[0]
-        angle = np.degrees(np.arctan2(-d[1], d[0])) - 90.0
-        return float((angle + 180.0) % 360.0 - 180.0)
+        return vector_rotation(self.keypoints[0], self.keypoints[1], 90.0)
 
 
-class MediaPipePoseDetector:
-    """Person boxes from MediaPipe's BlazePose detector (see the module docstring).
+class MediaPipeSSDDetector:
+    """Base of MediaPipe's single-shot detectors (person, palm, face): the ``.tflite`` network
+    converted to PyTorch, MediaPipe's letterboxed input, SSD anchors, box + keypoint decoding and
+    weighted NMS. Subclasses set the model, input size, anchor strides, keypoint count and input
+    value range, and turn each raw detection into their detection type (:meth:`_make`), which has
+    ``score``, ``box`` (upright xywh), ``roi`` (xywh in the subject's upright frame) and
+    ``rotation`` (degrees, counter-clockwise as displayed).
 
     ``score_thr`` is the detection threshold (MediaPipe's 0.5), ``nms_iou`` the weighted-NMS
-    overlap (0.3), ``max_detections`` the most people per image. The ``.tflite`` model comes from
-    the posetune cache (``posetune weights fetch mediapipe``; fetched on first use). Call the
-    detector with an RGB uint8 image to get ``(N, 5)`` boxes; :meth:`detect` gives the full
-    :class:`PoseDetection` objects.
+    overlap (0.3), ``max_detections`` the most subjects per image. The model comes from the
+    posetune cache (``posetune weights fetch mediapipe``; fetched on first use). Call the detector
+    with an RGB uint8 image to get ``(N, 5)`` boxes; :meth:`detect` gives the detection objects.
     """
 
+    MODEL = ""
     INPUT_SIZE = 224
+    STRIDES: tuple[int, ...] = (8, 16, 32, 32, 32)
+    #: MediaPipe's ``interpolated_scale_aspect_ratio`` (1.0: one extra anchor per layer; 0: none)
+    INTERPOLATED_ANCHOR = 1.0
     NUM_KEYPOINTS = 4
+    #: network input values: ``(low, high)`` for pixel values 0 and 255
+    INPUT_RANGE = (-1.0, 1.0)
     #: ``boxes_batch(images, rotated=True)`` gives rotated boxes (see :class:`~posetune.inference.predictor.Predictor`)
     gives_rotation = True
 
@@ -483,21 +502,22 @@ class MediaPipePoseDetector:
         if module is None:
             from posetune.models.mediapipe import DEFAULT_VERSION, load_tflite_module
 
-            module = load_tflite_module("pose_detection", version or DEFAULT_VERSION, output_layout="nhwc")
+            module = load_tflite_module(self.MODEL, version or DEFAULT_VERSION, output_layout="nhwc")
         self.net = module.eval().to(device)
         self.device = torch.device(device)
         self.score_thr = float(score_thr)
         self.nms_iou = float(nms_iou)
         self.max_detections = int(max_detections)
-        self.anchors = ssd_anchors((self.INPUT_SIZE, self.INPUT_SIZE))
+        self.anchors = ssd_anchors((self.INPUT_SIZE, self.INPUT_SIZE), self.STRIDES,
+                                   interpolated_scale_aspect_ratio=self.INTERPOLATED_ANCHOR)
         shapes = module.output_shapes
         if len(shapes) < 2 or shapes[0][1] != len(self.anchors):
-            raise ModelError(f"the pose detector has outputs {shapes}, not {len(self.anchors)} anchors",
-                             where=getattr(module, "source", "pose_detection"),
-                             hint="use MediaPipe's pose_detection.tflite (mediapipe 0.10.x)")
+            raise ModelError(f"the {self.MODEL} detector has outputs {shapes}, not {len(self.anchors)} anchors",
+                             where=getattr(module, "source", self.MODEL),
+                             hint=f"use MediaPipe's {self.MODEL}.tflite (mediapipe 0.10.x)")
 
     def _letterbox(self, image: np.ndarray) -> tuple[np.ndarray, float, tuple[float, float]]:
-        """(224x224 RGB image letterboxed like MediaPipe: aspect kept, centred, black borders;
+        """(square RGB input letterboxed like MediaPipe: aspect kept, centred, black borders;
         scale; padding x, y). Edge coordinates map as ``u = s * (x + 0.5) + pad`` (posetune pixel
         centres ``x`` on the image side and ``u - 0.5`` on the input side); bilinear like
         MediaPipe's CPU ImageToTensor."""
@@ -512,8 +532,11 @@ class MediaPipePoseDetector:
                              borderValue=(0, 0, 0))
         return out, s, (px, py)
 
-    def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[PoseDetection]]:
-        """The people in each RGB uint8 image, best first."""
+    def _make(self, score: float, keypoints: np.ndarray, box: np.ndarray, image_size: tuple[int, int]) -> Any:
+        raise NotImplementedError
+
+    def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Any]]:
+        """The subjects in each RGB uint8 image, best first."""
         import torch
 
         if not len(images):
@@ -523,8 +546,9 @@ class MediaPipePoseDetector:
             lb, s, pad = self._letterbox(img)
             boxes_in.append(lb)
             frames.append((s, pad))
+        low, high = self.INPUT_RANGE
         x = torch.from_numpy(np.stack(boxes_in)).to(self.device).permute(0, 3, 1, 2).float()
-        x = x.div_(127.5).sub_(1.0)
+        x = x.mul_((high - low) / 255.0).add_(low)
         with torch.no_grad():
             raw, logits = self.net(x)[:2]
         raw = raw.float().cpu().numpy()
@@ -541,35 +565,59 @@ class MediaPipePoseDetector:
                 kp_img = np.c_[(kp[:, 0] * size - px) / s - 0.5, (kp[:, 1] * size - py) / s - 0.5]
                 cx, cy = (box[0] * size - px) / s - 0.5, (box[1] * size - py) / s - 0.5
                 bw, bh = box[2] * size / s, box[3] * size / s
-                dets.append(PoseDetection(score, kp_img, np.array([cx - bw / 2, cy - bh / 2, bw, bh]), (w, h)))
+                dets.append(self._make(score, kp_img, np.array([cx - bw / 2, cy - bh / 2, bw, bh]), (w, h)))
             out.append(dets)
         return out
 
-    def detect(self, image: np.ndarray) -> list[PoseDetection]:
-        """The people in one RGB uint8 image, best first."""
+    def detect(self, image: np.ndarray) -> list[Any]:
+        """The subjects in one RGB uint8 image, best first."""
         return self.detect_batch([image])[0]
 
     def boxes_batch(self, images: Sequence[np.ndarray], rotated: bool = False) -> list[np.ndarray]:
-        """``(N, 5)`` person boxes (xywh + score) per image; with ``rotated``, ``(N, 6)``: MediaPipe's
-        square ROI around the body circle and the body's rotation (see the module docstring)."""
+        """``(N, 5)`` boxes (xywh + score) per image; with ``rotated``, ``(N, 6)``: MediaPipe's
+        ROI in the subject's upright frame and its rotation (see the module docstring)."""
         if rotated:
             return [np.array([np.r_[d.roi, d.score, d.rotation] for d in dets]).reshape(-1, 6)
                     for dets in self.detect_batch(images)]
         return [np.array([np.r_[d.box, d.score] for d in dets]).reshape(-1, 5) for dets in self.detect_batch(images)]
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        """``(N, 5)`` person boxes (xywh + score) in one RGB uint8 image."""
+        """``(N, 5)`` boxes (xywh + score) in one RGB uint8 image."""
         return self.boxes_batch([image])[0]
 
 
-#: detector names accepted by the predictor and ``posetune predict --detector``
-DETECTORS = ("mediapipe",)
+class MediaPipePoseDetector(MediaPipeSSDDetector):
+    """Person boxes from MediaPipe's BlazePose detector (see the module docstring)."""
+
+    MODEL = "pose_detection"
+    INPUT_SIZE = 224
+    STRIDES = (8, 16, 32, 32, 32)
+    NUM_KEYPOINTS = 4
+    INPUT_RANGE = (-1.0, 1.0)
+
+    def _make(self, score: float, keypoints: np.ndarray, box: np.ndarray, image_size: tuple[int, int]) -> PoseDetection:
+        return PoseDetection(score, keypoints, box, image_size)
 
 
-def build_detector(name: str, device: Any = "cpu", score_thr: float = 0.5) -> MediaPipePoseDetector:
-    """A detector by name (``mediapipe``)."""
+#: detector names accepted by the predictor and ``posetune predict --detector``: people (BlazePose's
+#: person detector), hands (palm detector), faces (full-range face detector; ``-near``: short range)
+DETECTORS = ("mediapipe", "mediapipe-palm", "mediapipe-face", "mediapipe-face-near")
+
+
+def build_detector(name: str, device: Any = "cpu", score_thr: float | None = None) -> MediaPipeSSDDetector:
+    """A detector by name (see :data:`DETECTORS`); ``score_thr`` None keeps MediaPipe's threshold
+    of that detector (0.5; 0.6 for the full-range face detector)."""
+    kwargs: dict[str, Any] = {"device": device}
+    if score_thr is not None:
+        kwargs["score_thr"] = float(score_thr)
     if name == "mediapipe":
-        return MediaPipePoseDetector(device=device, score_thr=score_thr)
+        return MediaPipePoseDetector(**kwargs)
+    from posetune.inference import part_detectors as parts
+
+    classes = {"mediapipe-palm": parts.MediaPipePalmDetector, "mediapipe-face": parts.MediaPipeFaceDetector,
+               "mediapipe-face-near": parts.MediaPipeNearFaceDetector}
+    if name in classes:
+        return classes[name](**kwargs)
     from posetune.errors import ConfigError
 
     raise ConfigError(f"unknown detector '{name}'", where="--detector",

@@ -66,8 +66,10 @@ from posetune.models.zoo import BUILTIN_MODELS, builtin_name
 
 #: built-in multi-network pipelines (not a single KeypointModel)
 PIPELINES: tuple[str, ...] = ("mediapipe-holistic",)
-#: built-in models that come with a person detector by default
-DEFAULT_DETECTORS: dict[str, str] = {"mediapipe-pose": "mediapipe", "mediapipe-holistic": "mediapipe"}
+#: built-in models that come with a detector by default (people, palms, faces)
+DEFAULT_DETECTORS: dict[str, str] = {"mediapipe-pose": "mediapipe", "mediapipe-holistic": "mediapipe",
+                                     "mediapipe-hand": "mediapipe-palm", "mediapipe-hand-lite": "mediapipe-palm",
+                                     "mediapipe-face": "mediapipe-face"}
 BOX_MODES = ("track", "frame", "detector")
 SMOOTHING_METHODS = ("one_euro", "savgol", "none")
 
@@ -334,7 +336,8 @@ class Predictor:
                         detector: Any = "auto", allow_unsafe: bool = False, **kwargs: Any) -> "Predictor":
         """A predictor for a posetune checkpoint (``.ckpt`` from ``posetune train``, a run folder or
         URL) or a built-in model: ``mediapipe-pose`` (BlazePose full, 33 landmarks, with MediaPipe's
-        person detector by default), ``mediapipe-hand``, ``mediapipe-face``, ``mediapipe-holistic``
+        person detector by default), ``mediapipe-hand`` (palm detector), ``mediapipe-face`` (face
+        detector), ``mediapipe-holistic``
         (pose + both hands + face mesh, 543 points, :class:`HolisticPredictor`). ``detector='auto'``
         picks the model's default detector (none for checkpoints: whole frame or given boxes)."""
         key = str(path_or_name).strip().lower().replace("_", "-")
