@@ -61,7 +61,14 @@ def test_body_rotation_from_hips_and_shoulders():
 
 
 def test_body_rotation_needs_body_names():
+    from posetune.data.presets import HAND21, MEDIAPIPE_HAND21
     from posetune.data.spec import KeypointSpec
+
+    for hand, knuckle in ((MEDIAPIPE_HAND21, "middle_finger_mcp"), (HAND21, "middle_finger1")):
+        pts = np.full((21, 2), np.nan)
+        pts[hand.index("wrist")] = (50.0, 50.0)
+        pts[hand.index(knuckle)] = (20.0, 50.0)  # fingers to the image left: a quarter turn counter-clockwise
+        assert body_rotation(hand, pts) == pytest.approx(90.0)
 
     mouse = KeypointSpec(name="mouse", keypoints=("snout", "leftear", "rightear", "tailbase"))
     assert body_rotation(mouse, np.random.default_rng(0).uniform(0, 100, (4, 2))) is None
