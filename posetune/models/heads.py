@@ -112,7 +112,18 @@ def _deconv_stack(in_channels: int, num_layers: int, channels: int, kernel: int)
     return nn.Sequential(*layers), c
 
 
-class DeconvHead(KeypointHead):
+class _HeatmapConvHead(KeypointHead):
+    """Heads whose last layer is a 1x1 conv to K heatmaps, ``final_layer`` (MMPose's name),
+    initialised with std 0.001 as in SimpleBaseline / HRNet."""
+
+    def keypoint_layers(self) -> dict[str, int]:
+        return {"final_layer": 1}
+
+    def init_keypoint_layer(self, layer: nn.Module) -> None:
+        _init_heatmap_conv(layer)
+
+
+class DeconvHead(_HeatmapConvHead):
     """SimpleBaseline head (Xiao et al. 2018): ``num_layers`` stride-2 deconvolutions, each
     followed by BN and ReLU, then a 1x1 conv to K heatmaps. Upsamples by ``2 ** num_layers``."""
 
@@ -125,17 +136,11 @@ class DeconvHead(KeypointHead):
         self.final_layer = nn.Conv2d(c, num_keypoints, 1)
         self.init_keypoint_layer(self.final_layer)
 
-    def keypoint_layers(self) -> dict[str, int]:
-        return {"final_layer": 1}
-
-    def init_keypoint_layer(self, layer: nn.Module) -> None:
-        _init_heatmap_conv(layer)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.final_layer(self.deconv_layers(x))
 
 
-class HeatmapHead(KeypointHead):
+class HeatmapHead(_HeatmapConvHead):
     """HRNet head: heatmaps straight from the stride-4 feature by a 1x1 conv, optionally after
     one 3x3 conv-BN-ReLU (``extra_conv``)."""
 
@@ -151,12 +156,6 @@ class HeatmapHead(KeypointHead):
             self.conv_layers = nn.Identity()
         self.final_layer = nn.Conv2d(in_channels, num_keypoints, 1)
         self.init_keypoint_layer(self.final_layer)
-
-    def keypoint_layers(self) -> dict[str, int]:
-        return {"final_layer": 1}
-
-    def init_keypoint_layer(self, layer: nn.Module) -> None:
-        _init_heatmap_conv(layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.final_layer(self.conv_layers(x))
