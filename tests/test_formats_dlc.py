@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,8 @@ from posetune.data.formats import coco, cvat, dlc, labelme
 from posetune.data.images import save_image
 from posetune.data.spec import KeypointSpec
 from posetune.errors import DataError
+
+from label_checks import assert_same_labels as _assert_same_labels
 
 PROJECT = "openfield-Pranav-2018-10-30"
 
@@ -33,20 +36,7 @@ def _fixture_csv(project: Path) -> Path:
     return project / "labeled-data" / "m4s1" / "CollectedData_Pranav.csv"
 
 
-def assert_same_labels(a, b, *, occluded_becomes_visible: bool = False, track_ids: bool = True) -> None:
-    """Same images (files, sizes) and instances (keypoints to 1e-6, visibility, track ids)."""
-    assert len(a.images) == len(b.images)
-    for ra, rb in zip(a.images, b.images):
-        assert a.image_path(ra).resolve() == b.image_path(rb).resolve()
-        assert (ra.width, ra.height) == (rb.width, rb.height)
-        assert len(ra.instances) == len(rb.instances)
-        for ia, ib in zip(ra.instances, rb.instances):
-            v = ia.keypoints[:, 2]
-            np.testing.assert_array_equal(ib.keypoints[:, 2], np.where(v > 0, 2, 0) if occluded_becomes_visible else v)
-            m = ia.labelled
-            np.testing.assert_allclose(ib.keypoints[m, :2], ia.keypoints[m, :2], rtol=0, atol=1e-6)
-            if track_ids:
-                assert ib.track_id == (None if ia.track_id is None else str(ia.track_id))
+assert_same_labels = partial(_assert_same_labels, track_ids=True)
 
 
 def _multi_animal_project(root: Path) -> Path:

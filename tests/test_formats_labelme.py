@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,8 @@ from posetune.data.formats import cvat, dlc, labelme
 from posetune.data.images import save_image
 from posetune.data.spec import KeypointSpec
 from posetune.errors import DataError
+
+from label_checks import assert_same_labels as _assert_same_labels
 
 
 def _primitives(shared_data: Path) -> Path:
@@ -38,21 +41,7 @@ def _image(path: Path, w: int = 40, h: int = 30) -> Path:
     return path
 
 
-def assert_same_labels(a, b) -> None:
-    """Same images (files, sizes) and instances (keypoints to 1e-6, visibility, boxes)."""
-    assert len(a.images) == len(b.images)
-    for ra, rb in zip(a.images, b.images):
-        assert a.image_path(ra).resolve() == b.image_path(rb).resolve()
-        assert (ra.width, ra.height) == (rb.width, rb.height)
-        assert len(ra.instances) == len(rb.instances)
-        for ia, ib in zip(ra.instances, rb.instances):
-            np.testing.assert_array_equal(ib.keypoints[:, 2], ia.keypoints[:, 2])
-            m = ia.labelled
-            np.testing.assert_allclose(ib.keypoints[m, :2], ia.keypoints[m, :2], rtol=0, atol=1e-6)
-            if ia.bbox is None:
-                assert ib.bbox is None
-            else:
-                np.testing.assert_allclose(ib.bbox, ia.bbox, rtol=0, atol=1e-6)
+assert_same_labels = partial(_assert_same_labels, boxes=True)
 
 
 def test_primitives_fixture_is_read_exactly(shared_data):
