@@ -21,13 +21,8 @@ from posetune.inference.video import VideoReader, make_test_video
 from posetune.models.build import build_model
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """2 shared CPU cores: one intra-op thread avoids OpenMP oversubscription stalls."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+#: 2 shared CPU cores: one intra-op thread avoids OpenMP oversubscription stalls (conftest fixture)
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 
 def run(args, capsys):

@@ -22,13 +22,13 @@ from posetune.models.mediapipe.tflite_reader import Sparsity, TensorInfo, parse_
 VERSION = "0.10.21"
 
 
+#: these small nets run fastest single-threaded on a shared 2-core machine (conftest fixture)
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
+
 @pytest.fixture(autouse=True)
-def _seed_and_threads():
+def _seed():
     torch.manual_seed(0)  # random inputs: the same numbers on every run
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # these small nets run fastest single-threaded on a shared 2-core machine
-    yield
-    torch.set_num_threads(threads)
 
 
 def _interpreter(path=None, content=None, xnnpack=False):

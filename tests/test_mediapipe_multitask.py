@@ -24,14 +24,13 @@ from posetune.models.mediapipe.segmentation import (MediaPipeMultiTask, MultiTas
                                                     person_mask)
 
 
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
+
 @pytest.fixture(autouse=True)
 def _env(mediapipe_cache, monkeypatch):
     monkeypatch.setenv("POSETUNE_CACHE", str(mediapipe_cache))
     torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,10 @@ from posetune.inference.detectors import DETECTORS, box_iou_matrix, build_detect
 from posetune.inference.part_detectors import CROP_PADDING, part_roi
 
 
+#: small nets on a shared 2-core machine: one torch thread (conftest fixture)
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
+
 @pytest.fixture(autouse=True)
 def _cache(mediapipe_cache, monkeypatch):
     monkeypatch.setenv("POSETUNE_CACHE", str(mediapipe_cache))

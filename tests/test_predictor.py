@@ -25,13 +25,8 @@ from posetune.models.build import build_model
 INPUT = (48, 64)  # (w, h) of the test models
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """2 shared CPU cores: one intra-op thread avoids OpenMP oversubscription stalls."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+#: 2 shared CPU cores: one intra-op thread avoids OpenMP oversubscription stalls (conftest fixture)
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 
 def constant_pose() -> np.ndarray:

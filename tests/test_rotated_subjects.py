@@ -21,6 +21,10 @@ from posetune.inference.detectors import (as_boxes, body_rotation, box_from_keyp
 from posetune.inference.video import make_test_video
 
 
+#: small nets on a shared 2-core machine: one torch thread (conftest fixture)
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
+
 def _turn_ccw(xy: np.ndarray, width: int, height: int, k: int = 1) -> np.ndarray:
     """Where pixel centres (x, y) land after ``np.rot90(image, k)`` (k quarter turns counter-clockwise)."""
     xy = np.asarray(xy, dtype=np.float64).copy()
